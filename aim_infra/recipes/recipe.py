@@ -1,0 +1,117 @@
+"""The serving-recipe schema: one validated description of how to run one model on one GPU type with vLLM."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .precision import KvCacheDtype, Precision
+
+Metric = Literal["throughput", "latency"]
+RecipeStatus = Literal["validated", "community", "generated"]
+
+#: Flags a recipe states as fields, not inside `vllm_args`, so the engine can reason about them.
+STRUCTURAL_FLAGS = (
+    "tensor-parallel-size",
+    "pipeline-parallel-size",
+    "max-model-len",
+    "kv-cache-dtype",
+    "gpu-memory-utilization",
+    "model",
+    "port",
+    "host",
+    "served-model-name",
+    "api-key",
+)
+FLAG_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+ArgValue = str | int | float | bool
+
+
+class Recipe(BaseModel):
+    """How to serve `model` on `gpu_count` × `gpu`. `vllm_args` maps flag names (no dashes) to values;
+    `true` is a bare switch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)
+    model: str = Field(min_length=1, description="Model id the recipe serves (a bundled catalogue id).")
+    gpu: str = Field(min_length=1, description="GPU name from recipes/gpus.yaml.")
+    gpu_count: int = Field(ge=1, le=64)
+    tensor_parallel_size: int = Field(ge=1, le=64)
+    pipeline_parallel_size: int = Field(default=1, ge=1, le=16)
+    precision: Precision
+    kv_cache_dtype: KvCacheDtype = "auto"
+    max_model_len: int = Field(ge=256)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.3, le=0.98)
+    metric: Metric
+    status: RecipeStatus
+    vllm_args: dict[str, ArgValue] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    provenance: str = Field(min_length=1, description="The public source this recipe follows.")
+    notes: str = ""
+
+    @field_validator("vllm_args")
+    @classmethod
+    def _flag_names(cls, args: dict[str, ArgValue]) -> dict[str, ArgValue]:
+        for flag, value in args.items():
+            if not FLAG_NAME.fullmatch(flag):
+                raise ValueError(f"flag {flag!r} must be a lower-case vLLM flag name without leading dashes")
+            if flag in STRUCTURAL_FLAGS:
+                raise ValueError(f"flag {flag!r} is set by a recipe field, not in vllm_args")
+            if value is False:
+                raise ValueError(f"flag {flag!r}: false is not a value; leave the switch out")
+        return args
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"environment variable {name!r} is not a valid name")
+        return env
+
+    @model_validator(mode="after")
+    def _parallelism(self) -> Recipe:
+        if self.tensor_parallel_size * self.pipeline_parallel_size != self.gpu_count:
+            raise ValueError(
+                f"gpu_count {self.gpu_count} must equal tensor_parallel_size {self.tensor_parallel_size}"
+                f" × pipeline_parallel_size {self.pipeline_parallel_size}"
+            )
+        return self
+
+    def args_list(self) -> list[str]:
+        """The full argument list after `vllm serve <model>`: structural flags first, then the recipe's own."""
+        args = [
+            "--tensor-parallel-size", str(self.tensor_parallel_size),
+            "--pipeline-parallel-size", str(self.pipeline_parallel_size),
+            "--max-model-len", str(self.max_model_len),
+            "--gpu-memory-utilization", f"{self.gpu_memory_utilization:g}",
+        ]  # fmt: skip
+        if self.kv_cache_dtype != "auto":
+            args += ["--kv-cache-dtype", self.kv_cache_dtype]
+        for flag, value in self.vllm_args.items():
+            args.append(f"--{flag}")
+            if value is not True:
+                args.append(str(value))
+        return args
+
+    def int_arg(self, flag: str) -> int | None:
+        value = self.vllm_args.get(flag)
+        if value is None or isinstance(value, bool):
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+
+
+class RecipeFile(BaseModel):
+    """One YAML file under recipes/catalogue/."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipes: list[Recipe] = Field(min_length=1)
