@@ -19,7 +19,7 @@ ANY_METHOD = "*"
 
 
 class GpuSpec(BaseModel):
-    """One AMD Instinct model as Kubernetes sees it: numbers are per *visible device* (an MI250 GCD, not the package)."""
+    """One AMD Instinct model as Kubernetes sees it; numbers are per *visible device* (an MI250 GCD, not a package)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,7 +41,9 @@ class GpuSpec(BaseModel):
     product_name_patterns: list[str] = Field(min_length=1, description="Regexes matched against product names.")
     devices_per_package: int = Field(default=1, ge=1)
     gpus_per_node: int = Field(default=8, ge=1, description="Visible devices on a usual node of this type.")
-    xgmi_gbps: float = Field(gt=0, description="Peer-to-peer bandwidth per device used for tensor-parallel traffic, GB/s.")
+    xgmi_gbps: float = Field(
+        gt=0, description="Peer-to-peer bandwidth per device used for tensor-parallel traffic, GB/s."
+    )
     provenance: str = Field(min_length=1)
     notes: str = ""
 

@@ -103,8 +103,10 @@ class ModelProfile(BaseModel):
         return self.checkpoint_bytes / self.params_total
 
     def short(self) -> str:
-        kind = f"MoE {self.params_active / 1e9:.1f}B active of {self.params_total / 1e9:.0f}B" if self.is_moe else (
-            f"{self.params_total / 1e9:.1f}B dense"
+        kind = (
+            f"MoE {self.params_active / 1e9:.1f}B active of {self.params_total / 1e9:.0f}B"
+            if self.is_moe
+            else (f"{self.params_total / 1e9:.1f}B dense")
         )
         attention = "MLA" if self.mla else f"{self.num_attention_heads}q/{self.num_kv_heads}kv heads"
         return f"{self.id} ({kind}, {self.checkpoint_precision}, {self.checkpoint_bytes / 2**30:.0f} GiB, {attention})"
