@@ -15,6 +15,7 @@ AITER_SWITCH = "VLLM_ROCM_USE_AITER"
 def layout_of(recipe: Recipe, gpu: GpuSpec, rules: VllmRules, max_model_len: int | None = None) -> Layout:
     """The memory-relevant shape of a recipe, with vLLM's defaults for scheduler limits the recipe leaves out."""
     defaults = rules.engine_defaults
+    max_num_seqs, max_num_batched_tokens, enforce_eager = recipe.scheduler_limits
     return Layout(
         tensor_parallel_size=recipe.tensor_parallel_size,
         pipeline_parallel_size=recipe.pipeline_parallel_size,
@@ -22,10 +23,9 @@ def layout_of(recipe: Recipe, gpu: GpuSpec, rules: VllmRules, max_model_len: int
         kv_cache_dtype=recipe.kv_cache_dtype,
         max_model_len=max_model_len or recipe.max_model_len,
         gpu_memory_utilization=recipe.gpu_memory_utilization,
-        max_num_seqs=recipe.int_arg("max-num-seqs") or defaults.max_num_seqs(gpu.memory_gib),
-        max_num_batched_tokens=recipe.int_arg("max-num-batched-tokens")
-        or defaults.max_num_batched_tokens(gpu.memory_gib),
-        enforce_eager=recipe.vllm_args.get("enforce-eager") is True,
+        max_num_seqs=max_num_seqs or defaults.max_num_seqs(gpu.memory_gib),
+        max_num_batched_tokens=max_num_batched_tokens or defaults.max_num_batched_tokens(gpu.memory_gib),
+        enforce_eager=enforce_eager,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 from .assumptions import DEFAULT_ASSUMPTIONS, Assumptions
 from .fit import Fit, Layout, kv_bytes_per_sequence, serving_weight_bytes
@@ -10,10 +10,9 @@ from .hardware import GpuSpec
 from .model_profile import ModelProfile
 
 
-class Estimate(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Estimate:
     """Estimated, not measured: an order-of-magnitude figure used to rank candidates (README explains the model)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     weights_gib_per_gpu: float
     kv_cache_gib_per_gpu: float

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 from .assumptions import DEFAULT_ASSUMPTIONS, Assumptions
 from .hardware import GpuSpec
@@ -14,10 +13,10 @@ from .precision import BYTES_PER_ELEMENT, ON_THE_FLY, kv_element_bytes
 GIB = 2**30
 
 
-class Layout(BaseModel):
-    """Everything about a deployment shape that changes memory: parallelism, formats and scheduler limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """Everything about a deployment shape that changes memory: parallelism, formats and scheduler limits.
+    (A plain dataclass: it is built for every candidate and used as a cache key, so it must be cheap.)"""
 
     tensor_parallel_size: int
     pipeline_parallel_size: int = 1
@@ -34,10 +33,9 @@ class Layout(BaseModel):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
-class Fit(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fit:
     """The memory picture of one layout on one GPU type, per GPU."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     fits: bool
     reason: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -98,6 +99,16 @@ class Recipe(BaseModel):
             if value is not True:
                 args.append(str(value))
         return args
+
+    @cached_property
+    def scheduler_limits(self) -> tuple[int | None, int | None, bool]:
+        """(--max-num-seqs, --max-num-batched-tokens, --enforce-eager) as set by the recipe; read once per recipe
+        because selection looks at every candidate's layout."""
+        return (
+            self.int_arg("max-num-seqs"),
+            self.int_arg("max-num-batched-tokens"),
+            self.vllm_args.get("enforce-eager") is True,
+        )
 
     def int_arg(self, flag: str) -> int | None:
         value = self.vllm_args.get(flag)

@@ -17,7 +17,7 @@ def run(model, device, **layout_fields):  # type: ignore[no-untyped-def]
         "max_num_batched_tokens": 8192,
     }
     fields.update(layout_fields)
-    layout = Layout.model_validate(fields)
+    layout = Layout(**fields)  # type: ignore[arg-type]
     fit = fit_on(model, device, layout)
     assert fit.fits, fit.reason
     return estimate(model, device, layout, fit)

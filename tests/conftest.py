@@ -1,0 +1,76 @@
+"""Shared pytest fixtures: loopback-only networking and a fake Hugging Face Hub with an isolated cache and token."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fake_hub import FakeHub
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Refuse (and record) every name lookup or connection to anything but 127.0.0.1; the test fails if one happened."""
+    attempts: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name not in _LOOPBACK:
+            attempts.append(f"lookup {name}")
+            raise OSError(f"test network guard: lookup of {name!r} refused")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self: socket.socket, address: Any) -> None:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in _LOOPBACK:
+            attempts.append(f"connect {address}")
+            raise OSError(f"test network guard: connection to {address!r} refused")
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield attempts
+    assert not attempts, f"the test tried to leave 127.0.0.1: {attempts}"
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_only: list[str]) -> Iterator[FakeHub]:
+    """A running fake Hub; HF_ENDPOINT points at it, HF_HOME is a temporary folder, no token, not offline."""
+    from huggingface_hub import constants
+
+    hub = FakeHub().start()
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HOME", str(home))
+    for name in (
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    # huggingface_hub copies these from the environment once, at import: point the copies at the temporary home too,
+    # so nothing is read from or written to the real cache or token file. Telemetry off: with it on, the first request
+    # of a process also fetches `{import-time endpoint}/api/agent-harnesses` (huggingface.co unless set before import).
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_XET_CACHE", str(home / "xet"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    try:
+        yield hub
+    finally:
+        hub.stop()

@@ -1,0 +1,312 @@
+"""A local stand-in for the Hugging Face Hub file endpoints, so tests drive the real huggingface_hub client offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+#: Bytes per element of the safetensors dtypes the tests use.
+DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "F8_E5M2": 1, "U8": 1, "I8": 1, "I32": 4, "I64": 8}
+
+#: Files the Hub stores in LFS (answered with a redirect to the CDN host), like `*.safetensors` on huggingface.co.
+LFS_SUFFIXES = (".safetensors", ".bin")
+
+RepoMode = Literal["ok", "gated", "missing", "error"]
+
+
+@dataclass(frozen=True)
+class Blob:
+    """File content: real leading bytes, then zeros up to `size` (a safetensors file of any size costs its header)."""
+
+    prefix: bytes
+    size: int
+
+    @classmethod
+    def of(cls, data: bytes) -> Blob:
+        return cls(prefix=data, size=len(data))
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the file."""
+        head = self.prefix[start:end]
+        return head + bytes(max(0, end - max(start, len(self.prefix))))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.prefix + str(self.size).encode()).hexdigest()
+
+    @property
+    def git_oid(self) -> str:
+        return hashlib.sha1(b"blob %d\0" % self.size + self.prefix).hexdigest()
+
+
+def safetensors_blob(
+    tensors: Mapping[str, tuple[str, Sequence[int]]], metadata: Mapping[str, str] | None = None
+) -> Blob:
+    """A safetensors file with these (dtype, shape) tensors: a real header, data left as zeros (never materialised)."""
+    header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
+    offset = 0
+    for name, (dtype, shape) in tensors.items():
+        length = DTYPE_BYTES[dtype]
+        for dim in shape:
+            length *= dim
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + length]}
+        offset += length
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8-byte alignment
+    prefix = struct.pack("<Q", len(raw)) + raw
+    return Blob(prefix=prefix, size=len(prefix) + offset)
+
+
+def json_blob(data: object) -> Blob:
+    return Blob.of(json.dumps(data, indent=2).encode())
+
+
+@dataclass
+class FakeRepo:
+    files: dict[str, Blob]
+    mode: RepoMode = "ok"
+    token: str | None = None  # the Bearer token a gated repo accepts
+    commit: str = ""
+
+    def is_lfs(self, filename: str) -> bool:
+        return filename.endswith(LFS_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    host: Literal["hub", "cdn"]
+    method: str
+    path: str
+    range: str | None
+    authorization: str | None
+
+
+@dataclass
+class FakeHub:
+    """The Hub (`/{repo}/resolve/{rev}/{file}`, `/api/models/{repo}`) and a CDN host for LFS files, on 127.0.0.1."""
+
+    repos: dict[str, FakeRepo] = field(default_factory=dict)
+    valid_tokens: set[str] | None = None  # when set, any other Bearer token is refused with 401 like a revoked one
+    requests: list[SeenRequest] = field(default_factory=list)
+    _servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_repo(
+        self, repo_id: str, files: Mapping[str, Blob | bytes | dict], *, mode: RepoMode = "ok", token: str | None = None
+    ) -> FakeRepo:
+        blobs = {
+            name: content
+            if isinstance(content, Blob)
+            else Blob.of(content)
+            if isinstance(content, bytes)
+            else json_blob(content)
+            for name, content in files.items()
+        }
+        commit = hashlib.sha1(repo_id.encode() + b"".join(blob.git_oid.encode() for blob in blobs.values())).hexdigest()
+        repo = FakeRepo(files=blobs, mode=mode, token=token, commit=commit)
+        self.repos[repo_id] = repo
+        return repo
+
+    # -- server lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> FakeHub:
+        for role in ("hub", "cdn"):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, role))
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, args=(0.05,), name=f"fake-{role}", daemon=True).start()
+            self._servers.append(server)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._servers[0].server_address[1]}"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+
+    def seen(self, host: str = "hub") -> list[SeenRequest]:
+        with self._lock:
+            return [request for request in self.requests if request.host == host]
+
+    def _record(self, request: SeenRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def blob_by_sha(self, sha256: str) -> Blob | None:
+        for repo in self.repos.values():
+            for blob in repo.files.values():
+                if blob.sha256 == sha256:
+                    return blob
+        return None
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+def _handler(hub: FakeHub, role: Literal["hub", "cdn"]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive like the real Hub: every answer carries Content-Length
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self._serve(head=True)
+
+        def do_GET(self) -> None:
+            self._serve(head=False)
+
+        # -- responses ----------------------------------------------------------------------------------------------
+
+        def _send(
+            self, status: int, headers: Mapping[str, str], body: bytes, *, head: bool, length: int | None = None
+        ) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _error(
+            self, status: int, code: str | None, message: str, *, head: bool, extra: Mapping[str, str] | None = None
+        ) -> None:
+            headers = {"Content-Type": "application/json", **(extra or {})}
+            if code:
+                headers["X-Error-Code"] = code
+            headers["X-Error-Message"] = message
+            self._send(status, headers, json.dumps({"error": message}).encode(), head=head)
+
+        def _content(self, blob: Blob, headers: dict[str, str], *, head: bool) -> None:
+            wanted = self.headers.get("Range")
+            start, end = 0, blob.size
+            status = 200
+            if wanted:
+                match = _RANGE.match(wanted.strip())
+                if not match or (not match[1] and not match[2]):
+                    self._error(416, None, "invalid range", head=head)
+                    return
+                if match[1]:
+                    start = int(match[1])
+                    end = min(blob.size, int(match[2]) + 1) if match[2] else blob.size
+                else:  # suffix range: the last N bytes
+                    start = max(0, blob.size - int(match[2]))
+                if start >= blob.size:
+                    self._error(
+                        416, None, "range not satisfiable", head=head, extra={"Content-Range": f"bytes */{blob.size}"}
+                    )
+                    return
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
+            headers["Accept-Ranges"] = "bytes"
+            body = b"" if head else blob.read(start, end)
+            self._send(status, headers, body, head=head, length=end - start)
+
+        # -- routing ------------------------------------------------------------------------------------------------
+
+        def _serve(self, *, head: bool) -> None:
+            parts = [unquote(part) for part in urlsplit(self.path).path.split("/")[1:]]
+            hub._record(
+                SeenRequest(
+                    role, self.command, "/".join(parts), self.headers.get("Range"), self.headers.get("Authorization")
+                )
+            )
+            if role == "cdn":
+                blob = hub.blob_by_sha(parts[-1]) if len(parts) == 2 and parts[0] == "lfs" else None
+                if blob is None:
+                    self._error(404, None, "no such object", head=head)
+                    return
+                self._content(blob, {"ETag": f'"{blob.sha256}"', "Content-Type": "application/octet-stream"}, head=head)
+                return
+            if len(parts) >= 3 and parts[0] == "api" and parts[1] == "models":
+                self._model_info(parts[2:], head=head)
+            elif len(parts) >= 5 and parts[2] == "resolve":
+                self._resolve(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head=head)
+            else:
+                self._error(404, None, "not a Hub route", head=head)
+
+        def _repo(self, repo_id: str, *, head: bool, api: bool = False) -> FakeRepo | None:
+            sent = self.headers.get("Authorization")
+            if sent and hub.valid_tokens is not None and sent.removeprefix("Bearer ") not in hub.valid_tokens:
+                self._error(401, None, "Invalid credentials in Authorization header", head=head)
+                return None
+            repo = hub.repos.get(repo_id)
+            if repo is None or repo.mode == "missing":
+                self._error(404, "RepoNotFound", "Repository not found", head=head)
+                return None
+            if repo.mode == "error":
+                self._error(
+                    500, None, "Internal Error - We're working hard to fix this as soon as possible!", head=head
+                )
+                return None
+            if repo.mode == "gated" and not api and sent != f"Bearer {repo.token}":
+                self._error(
+                    403 if sent else 401,
+                    "GatedRepo",
+                    f"Access to model {repo_id} is restricted. You must have access to it and be authenticated.",
+                    head=head,
+                )
+                return None
+            return repo
+
+        def _model_info(self, parts: list[str], *, head: bool) -> None:
+            if len(parts) < 2:
+                self._error(404, None, "not a Hub route", head=head)
+                return
+            repo_id = f"{parts[0]}/{parts[1]}"
+            repo = self._repo(repo_id, head=head, api=True)
+            if repo is None:
+                return
+            if len(parts) == 4 and parts[2] == "revision" and parts[3] not in ("main", repo.commit):
+                self._error(404, "RevisionNotFound", "Invalid rev id", head=head)
+                return
+            info = {
+                "_id": repo.commit[:24],
+                "id": repo_id,
+                "sha": repo.commit,
+                "gated": "manual" if repo.token else False,
+            }
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode(), head=head)
+
+        def _resolve(self, repo_id: str, revision: str, filename: str, *, head: bool) -> None:
+            repo = self._repo(repo_id, head=head)
+            if repo is None:
+                return
+            if revision not in ("main", repo.commit):
+                self._error(404, "RevisionNotFound", "Invalid rev id", head=head)
+                return
+            blob = repo.files.get(filename)
+            if blob is None:
+                self._error(404, "EntryNotFound", "Entry not found", head=head, extra={"X-Repo-Commit": repo.commit})
+                return
+            if repo.is_lfs(filename):
+                # Like huggingface.co: the LFS object lives on another host; the redirect carries the file metadata.
+                headers = {
+                    "Location": f"{hub.cdn_url}/lfs/{blob.sha256}",
+                    "X-Repo-Commit": repo.commit,
+                    "X-Linked-Etag": f'"{blob.sha256}"',
+                    "X-Linked-Size": str(blob.size),
+                    "ETag": f'"{blob.git_oid}"',
+                }
+                self._send(302, headers, b"", head=head)
+                return
+            headers = {"ETag": f'"{blob.git_oid}"', "X-Repo-Commit": repo.commit, "Content-Type": "text/plain"}
+            self._content(blob, headers, head=head)
+
+    return Handler
