@@ -32,6 +32,9 @@ class Assumptions(BaseModel):
     reference_batch: int = Field(default=256, description="Concurrent sequences a throughput deployment runs at.")
     reference_context_tokens: int = Field(default=1536, description="Mean context length during decode.")
     reference_prompt_tokens: int = Field(default=2048, description="Prompt length the time-to-first-token uses.")
+    reference_output_tokens: int = Field(
+        default=256, description="Tokens a reference request generates: latency ranks by its end-to-end time."
+    )
     hbm_efficiency: float = Field(default=0.75, description="Share of peak HBM bandwidth a decode step reaches.")
     compute_efficiency: float = Field(default=0.45, description="Share of peak matrix TFLOPS prefill reaches.")
     allreduce_latency_us: float = Field(default=12.0, description="Fixed cost of one tensor-parallel all-reduce.")

@@ -22,6 +22,7 @@ class Estimate:
     decode_tokens_per_s_per_gpu: float
     single_stream_tokens_per_s: float
     ttft_ms: float
+    request_latency_ms: float
 
 
 def weight_bytes_read_per_step(profile: ModelProfile, precision: str, batch: int) -> float:
@@ -64,7 +65,8 @@ def estimate(
     assumptions: Assumptions = DEFAULT_ASSUMPTIONS,
 ) -> Estimate:
     """Decode throughput at the reference batch (capped by what the KV cache and max-num-seqs allow), single-stream
-    decode speed, and time to first token for the reference prompt."""
+    decode speed, time to first token for the reference prompt, and the end-to-end time of one reference request
+    (that prompt, then the reference output tokens) on an otherwise idle replica."""
     batch = max(1, min(assumptions.reference_batch, fit.max_concurrent_sequences, layout.max_num_seqs))
     step = decode_step_seconds(profile, gpu, layout, batch, assumptions)
     # With pipeline parallelism, stages work on different micro-batches at once.
@@ -83,4 +85,5 @@ def estimate(
         decode_tokens_per_s_per_gpu=round(per_replica / layout.gpu_count, 1),
         single_stream_tokens_per_s=round(single, 1),
         ttft_ms=round(prefill * 1e3, 1),
+        request_latency_ms=round((prefill + assumptions.reference_output_tokens / single) * 1e3, 1),
     )

@@ -134,8 +134,9 @@ def check_extra_args(extra_args: list[str], rules: VllmRules) -> None:
 
 
 def _score(metric: Metric, recipe: Recipe, est: Estimate, replicas: int, assumptions: Assumptions) -> float:
-    """Throughput: node tokens/s (replicas × per-replica decode). Latency: single-stream decode tokens/s."""
-    base = replicas * est.decode_tokens_per_s if metric == "throughput" else est.single_stream_tokens_per_s
+    """Throughput: node tokens/s (replicas × per-replica decode). Latency: reference requests per second on an idle
+    replica (1 / end-to-end time: time to first token plus the output at single-stream speed)."""
+    base = replicas * est.decode_tokens_per_s if metric == "throughput" else 1e3 / est.request_latency_ms
     bonus = 1.0
     if recipe.metric == metric:
         bonus += assumptions.metric_match_bonus
