@@ -1,4 +1,4 @@
-"""The command line: `python -m aim_infra select | recipes | gpus` (and later `plan`), one error line on bad input."""
+"""The command line: `python -m aim_infra select | recipes | gpus | plan`, one error line on bad input."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .recipes.errors import AimError
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     recipes.add_argument("--model", default=None, help="filter: model id contains this")
     recipes.add_argument("--gpu", default=None, help="filter: GPU type")
     recipes.add_argument("--json", action="store_true")
+
+    plan = commands.add_parser("plan", help="run the Pulumi program offline under mocks and show what it declares")
+    plan.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    plan.add_argument(
+        "--config", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
+    plan.add_argument("--out", type=Path, default=None, help="write Kubernetes objects and Helm releases here")
 
     gpus = commands.add_parser("gpus", help="list the GPU catalogue")
     gpus.add_argument("--json", action="store_true")
@@ -94,6 +102,19 @@ def run_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_plan(args: argparse.Namespace) -> int:
+    from .plan import parse_overrides, render, run_stack, write_out
+
+    result = run_stack(args.stack, parse_overrides(args.config))
+    if result.error:
+        raise AimError(result.error)
+    print(render(result))
+    if args.out is not None:
+        written = write_out(result, args.out)
+        print(f"\nWrote {len(written) - 1} Kubernetes objects and helm-releases.yaml to {args.out}")
+    return 0
+
+
 def run_gpus(args: argparse.Namespace) -> int:
     from .recipes.explain import explain_gpus
     from .recipes.hardware import load_gpus
@@ -103,7 +124,7 @@ def run_gpus(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"select": run_select, "recipes": run_recipes, "gpus": run_gpus}
+COMMANDS = {"select": run_select, "recipes": run_recipes, "gpus": run_gpus, "plan": run_plan}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,100 @@
+"""Pulumi program of the AIM Engine stack: settings → recipe decision → components → exports."""
+
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_kubernetes as k8s
+
+from aim_infra.components.addons import ClusterAddons, ClusterAddonsArgs
+from aim_infra.components.engine import AimEngine, AimEngineArgs
+from aim_infra.components.image import AimImage, AimImageArgs
+from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
+from aim_infra.decide import decide, replica_count
+from aim_infra.outputs import decision_log_lines, endpoint_url, verification_commands
+from aim_infra.recipes.errors import AimError
+from aim_infra.recipes.explain import explain_decision
+from aim_infra.settings import read_stack_config
+
+ENGINE = "aim-engine"
+
+try:  # every input problem stops here, before any resource, as one line (RunError prints no traceback)
+    stack = read_stack_config()
+    s = stack.settings
+    decision, gpu_labels_seen = decide(s, stack.kube_context)
+    replicas = replica_count(s, decision)
+except AimError as error:
+    raise pulumi.RunError(str(error)) from None
+for line in decision_log_lines(decision, replicas):
+    pulumi.log.info(line)
+
+kubernetes = pulumi.ResourceOptions(provider=k8s.Provider("kubernetes", context=stack.kube_context))
+addons = ClusterAddons(
+    "addons",
+    ClusterAddonsArgs(
+        calico=s.calico,
+        pod_cidr=s.pod_cidr,
+        metrics_server=s.metrics_server,
+        kubelet_insecure_tls=s.kubelet_insecure_tls,
+        local_path=s.local_path,
+        amd_gpu_plugin=s.amd_gpu_plugin,
+        monitoring=s.monitoring,
+    ),
+    opts=kubernetes,
+)
+
+image: pulumi.Input[str] = s.image
+if s.build_image:
+    docker_host = pulumi.ResourceOptions(provider=docker.Provider("docker"))
+    registry = (
+        LocalRegistry("aim-registry", LocalRegistryArgs(port=s.registry_port), docker_host) if s.registry else None
+    )
+    context = Path(__file__).resolve().parent
+    built = AimImage(
+        "aim-image",
+        AimImageArgs(s.image_repository, s.base_image, context, [registry] if registry else []),
+        opts=docker_host,
+    )
+    image = built.reference
+
+engine = AimEngine(
+    ENGINE,
+    AimEngineArgs(
+        decision=decision,
+        image=image,
+        namespace=s.namespace,
+        model_id=s.model,
+        model_revision=s.model_revision_or_none,
+        replicas=replicas,
+        service_type=s.service_type,
+        node_port=s.node_port,
+        cache_size=None if s.cache_size == "auto" else s.cache_size,
+        storage_class=s.storage_class or addons.storage_class_name,
+        cache_access_mode=s.cache_access_mode,
+        retain_model_cache=s.retain_model_cache,
+        render_group_id=s.render_group_id,
+        require_gpu_labels=gpu_labels_seen or s.amd_gpu_plugin,
+        hf_token=stack.hf_token,
+        api_key=stack.api_key,
+        depends_on=addons.ready,
+    ),
+    opts=kubernetes,
+)
+
+pulumi.export("recipe", {k: v for k, v in decision.summary().items() if k != "candidates"})
+pulumi.export("recipeExplanation", explain_decision(decision))
+pulumi.export("vllmArgs", decision.vllm_args)
+pulumi.export("namespace", s.namespace)
+pulumi.export("image", image)
+pulumi.export("endpoint", endpoint_url(s.service_type, s.node_port, ENGINE, s.namespace))
+pulumi.export(
+    "verify",
+    verification_commands(
+        namespace=s.namespace,
+        name=ENGINE,
+        model_id=s.model,
+        service_type=s.service_type,
+        node_port=s.node_port,
+        api_key=s.has_api_key,
+    ),
+)

@@ -1,0 +1,367 @@
+"""AimEngine: namespace, secrets, recipe ConfigMap, model cache, model download, the vLLM Deployment and Service."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from ..recipes.explain import explain_decision
+from ..recipes.selection import Decision
+
+GIB = 2**30
+API_PORT = 8000
+MODELS_MOUNT = "/models"
+VIDEO_GROUP_ID = 44  # the `video` group owns /dev/kfd on ROCm hosts
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# Planning assumptions for time budgets (documented in README "Timeouts").
+LOAD_BYTES_PER_SECOND = 200e6  # weights read from the cache volume into GPU memory
+DOWNLOAD_BYTES_PER_SECOND = 50e6  # a conservative Hub download rate
+ENGINE_STARTUP_SECONDS = 600  # compile, HIP graph capture, AITER warm-up
+PROBE_PERIOD_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class AimEngineArgs:
+    decision: Decision
+    image: pulumi.Input[str]
+    namespace: str
+    model_id: str
+    model_revision: str | None = None
+    replicas: int = 1
+    service_type: str = "NodePort"
+    node_port: int = 0
+    cache_size: str | None = None  # a quantity; None = from the model's size
+    storage_class: pulumi.Input[str] | None = None
+    cache_access_mode: str = "ReadWriteOnce"
+    retain_model_cache: bool = True
+    render_group_id: int = 110
+    require_gpu_labels: bool = False
+    hf_token: pulumi.Input[str] | None = None
+    api_key: pulumi.Input[str] | None = None
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+def label_value(text: str) -> str:
+    """A Kubernetes label value (≤ 63 characters of [A-Za-z0-9_.-], alphanumeric at both ends)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:63]
+    return cleaned.strip("_.-") or "none"
+
+
+def model_directory(model_id: str, revision: str | None) -> str:
+    """Where the model lives in the cache volume: one folder per model and revision."""
+    folder = model_id.replace("/", "--")
+    return f"{MODELS_MOUNT}/{folder}" + (f"@{label_value(revision)}" if revision else "")
+
+
+def cache_quantity(decision: Decision) -> str:
+    """Checkpoint bytes plus 15 % and 10 GiB of headroom (tokenizer, partial downloads, a second revision's delta)."""
+    return f"{math.ceil(decision.model.checkpoint_bytes * 1.15 / GIB) + 10}Gi"
+
+
+def startup_budget_seconds(decision: Decision) -> int:
+    """How long vLLM may take from container start to a healthy /health: weights load plus engine start-up."""
+    load = decision.model.checkpoint_bytes / LOAD_BYTES_PER_SECOND
+    return int(math.ceil((ENGINE_STARTUP_SECONDS + load) / PROBE_PERIOD_SECONDS) * PROBE_PERIOD_SECONDS)
+
+
+def rollout_timeout_seconds(decision: Decision) -> int:
+    """What `pulumi up` waits for the Deployment: download + start-up budget + 10 minutes of scheduling slack."""
+    download = decision.model.checkpoint_bytes / DOWNLOAD_BYTES_PER_SECOND
+    return int(download + startup_budget_seconds(decision) + 600)
+
+
+def shm_gib(decision: Decision) -> int:
+    """/dev/shm for RCCL and vLLM's worker IPC: grows with the GPUs one replica spans."""
+    return max(8, 4 * decision.recipe.gpu_count)
+
+
+def pod_resources(decision: Decision) -> dict[str, dict[str, str]]:
+    """CPU and memory sized from the layout: host memory stages weights while loading and backs /dev/shm."""
+    gpus = decision.recipe.gpu_count
+    cpu_request = 4 + 2 * gpus
+    memory_request = 16 + 8 * gpus + shm_gib(decision)
+    return {
+        "requests": {"cpu": str(cpu_request), "memory": f"{memory_request}Gi", "amd.com/gpu": str(gpus)},
+        "limits": {"cpu": str(2 * cpu_request), "memory": f"{2 * memory_request}Gi", "amd.com/gpu": str(gpus)},
+    }
+
+
+def decision_hash(decision: Decision, image: str) -> str:
+    summary = {k: v for k, v in decision.summary().items() if k not in ("candidates", "notes", "estimate")}
+    return hashlib.sha256(json.dumps([summary, image], sort_keys=True).encode()).hexdigest()[:16]
+
+
+class AimEngine(pulumi.ComponentResource):
+    """The inference workload for one decision. The Kubernetes provider comes in through `opts`."""
+
+    namespace: k8s.core.v1.Namespace
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    config_map: k8s.core.v1.ConfigMap
+    model_cache: k8s.core.v1.PersistentVolumeClaim
+    selector_labels: dict[str, str]
+    labels: dict[str, str]
+
+    def __init__(self, name: str, args: AimEngineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aim:infra:AimEngine", name, None, opts)
+        decision, recipe = args.decision, args.decision.recipe
+        ns = args.namespace
+        self.selector_labels = {"app.kubernetes.io/name": "aim-engine", "app.kubernetes.io/instance": name}
+        # Recipe, model and GPU are labels for people and dashboards, never part of the selector (a changed selector
+        # would replace the Deployment).
+        self.labels = {
+            **self.selector_labels,
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/part-of": "aim",
+            "app.kubernetes.io/managed-by": "pulumi",
+            "aim.amd.com/recipe": label_value(recipe.id),
+            "aim.amd.com/model": label_value(args.model_id),
+            "aim.amd.com/gpu": decision.gpu.name,
+        }
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata={"name": ns, "labels": {"app.kubernetes.io/part-of": "aim"}}, opts=child
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata={"name": name, "namespace": ns, "labels": self.labels},
+            automount_service_account_token=False,
+            opts=in_ns,
+        )
+        self.hf_token_secret = self._secret(name, "hf-token", "HF_TOKEN", args.hf_token, ns, in_ns)
+        self.api_key_secret = self._secret(name, "api-key", "VLLM_API_KEY", args.api_key, ns, in_ns)
+
+        self.config_map = k8s.core.v1.ConfigMap(
+            f"{name}-recipe",
+            metadata={"name": f"{name}-recipe", "namespace": ns, "labels": self.labels},
+            data={
+                "recipe.yaml": yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False),
+                "decision.json": json.dumps(decision.summary(), indent=2, sort_keys=True),
+                "explanation.txt": explain_decision(decision),
+            },
+            opts=in_ns,
+        )
+
+        self.model_cache = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-model-cache",
+            metadata={
+                "name": f"{name}-model-cache",
+                "namespace": ns,
+                "labels": self.labels,
+                # WaitForFirstConsumer classes bind only when the pod is scheduled: waiting here would deadlock.
+                "annotations": SKIP_AWAIT,
+            },
+            spec={
+                "access_modes": [args.cache_access_mode],
+                "resources": {"requests": {"storage": args.cache_size or cache_quantity(decision)}},
+                **({"storage_class_name": args.storage_class} if args.storage_class else {}),
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.namespace, *args.depends_on], retain_on_delete=args.retain_model_cache
+            ),
+        )
+
+        model_dir = model_directory(args.model_id, args.model_revision)
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": name, "namespace": ns, "labels": self.labels},
+            spec={
+                "replicas": args.replicas,
+                "strategy": {"type": "Recreate"},  # GPUs are not free for a surge pod; never run old and new at once
+                "selector": {"match_labels": self.selector_labels},
+                "template": pulumi.Output.from_input(args.image).apply(
+                    lambda image: self._pod_template(name, args, model_dir, image)
+                ),
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.config_map, self.model_cache, self.service_account, *args.depends_on],
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=f"{rollout_timeout_seconds(decision)}s", update=f"{rollout_timeout_seconds(decision)}s"
+                ),
+            ),
+        )
+
+        service_port: dict[str, Any] = {"name": "http", "port": API_PORT, "target_port": "http", "protocol": "TCP"}
+        if args.service_type == "NodePort" and args.node_port:
+            service_port["node_port"] = args.node_port
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": name, "namespace": ns, "labels": self.labels, "annotations": SKIP_AWAIT},
+            spec={"type": args.service_type, "selector": self.selector_labels, "ports": [service_port]},
+            opts=in_ns,
+        )
+        if args.replicas > 1:
+            self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata={"name": name, "namespace": ns, "labels": self.labels},
+                spec={"max_unavailable": 1, "selector": {"match_labels": self.selector_labels}},
+                opts=in_ns,
+            )
+        self.register_outputs(
+            {"namespace": ns, "deployment": self.deployment.metadata["name"], "service": self.service.metadata["name"]}
+        )
+
+    def _secret(
+        self,
+        name: str,
+        suffix: str,
+        key: str,
+        value: pulumi.Input[str] | None,
+        namespace: str,
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.core.v1.Secret | None:
+        if value is None:
+            return None
+        return k8s.core.v1.Secret(
+            f"{name}-{suffix}",
+            metadata={"name": f"{name}-{suffix}", "namespace": namespace, "labels": self.labels},
+            type="Opaque",
+            string_data={key: pulumi.Output.secret(value)},
+            opts=opts,
+        )
+
+    def _pod_template(self, name: str, args: AimEngineArgs, model_dir: str, image: str) -> dict[str, Any]:
+        decision, recipe = args.decision, args.decision.recipe
+        startup = startup_budget_seconds(decision)
+        hf_env = []
+        if self.hf_token_secret is not None:
+            hf_env = [
+                {"name": "HF_TOKEN", "value_from": {"secret_key_ref": {"name": f"{name}-hf-token", "key": "HF_TOKEN"}}}
+            ]
+        api_env = []
+        if self.api_key_secret is not None:
+            api_env = [
+                {
+                    "name": "VLLM_API_KEY",
+                    "value_from": {"secret_key_ref": {"name": f"{name}-api-key", "key": "VLLM_API_KEY"}},
+                }
+            ]
+        download_command = ["python3", "-m", "aim_infra.download", "--model", args.model_id, "--dest", model_dir]
+        if args.model_revision:
+            download_command += ["--revision", args.model_revision]
+        cache_mount = {"name": "model-cache", "mount_path": MODELS_MOUNT}
+        health = {"http_get": {"path": "/health", "port": "http"}}
+        return {
+            "metadata": {
+                "labels": self.labels,
+                "annotations": {
+                    "aim.amd.com/decision-hash": decision_hash(decision, image),
+                    "aim.amd.com/model-id": args.model_id,
+                    "aim.amd.com/recipe-id": recipe.id,
+                },
+            },
+            "spec": {
+                "service_account_name": name,
+                "automount_service_account_token": False,
+                "termination_grace_period_seconds": 120,  # let in-flight requests finish
+                "security_context": {"supplemental_groups": [VIDEO_GROUP_ID, args.render_group_id]},
+                "affinity": self._gpu_affinity(args),
+                "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "init_containers": [
+                    {
+                        "name": "model-download",
+                        "image": image,
+                        "command": download_command,
+                        "env": [
+                            {"name": "HF_HOME", "value": f"{MODELS_MOUNT}/.hf-home"},
+                            {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+                            *hf_env,
+                        ],
+                        "volume_mounts": [cache_mount],
+                        "resources": {
+                            "requests": {"cpu": "1", "memory": "2Gi"},
+                            "limits": {"cpu": "4", "memory": "8Gi"},
+                        },
+                    }
+                ],
+                "containers": [
+                    {
+                        "name": "vllm",
+                        "image": image,
+                        "args": [
+                            "vllm",
+                            "serve",
+                            model_dir,
+                            "--served-model-name",
+                            args.model_id,
+                            "--host",
+                            "0.0.0.0",
+                            "--port",
+                            str(API_PORT),
+                            *decision.vllm_args,
+                        ],
+                        "env": [
+                            {"name": "AIM_GPU", "value": decision.gpu.name},
+                            {"name": "AIM_GPU_COUNT", "value": str(recipe.gpu_count)},
+                            {"name": "AIM_MODEL_DIR", "value": model_dir},
+                            {"name": "HF_HUB_OFFLINE", "value": "1"},  # the init container already downloaded it
+                            *({"name": k, "value": v} for k, v in sorted(decision.env.items())),
+                            *api_env,
+                        ],
+                        "ports": [{"name": "http", "container_port": API_PORT, "protocol": "TCP"}],
+                        "resources": pod_resources(decision),
+                        "volume_mounts": [
+                            {**cache_mount, "read_only": True},
+                            {"name": "dshm", "mount_path": "/dev/shm"},
+                        ],
+                        "startup_probe": {
+                            **health,
+                            "period_seconds": PROBE_PERIOD_SECONDS,
+                            "timeout_seconds": 5,
+                            "failure_threshold": startup // PROBE_PERIOD_SECONDS,
+                        },
+                        "readiness_probe": {
+                            **health,
+                            "period_seconds": 10,
+                            "timeout_seconds": 5,
+                            "failure_threshold": 3,
+                        },
+                        # Patient: a busy engine answers /health late; restarting it would drop every request.
+                        "liveness_probe": {
+                            **health,
+                            "period_seconds": 30,
+                            "timeout_seconds": 10,
+                            "failure_threshold": 6,
+                        },
+                    }
+                ],
+                "volumes": [
+                    {"name": "model-cache", "persistent_volume_claim": {"claim_name": f"{name}-model-cache"}},
+                    {"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": f"{shm_gib(decision)}Gi"}},
+                ],
+            },
+        }
+
+    @staticmethod
+    def _gpu_affinity(args: AimEngineArgs) -> dict[str, Any]:
+        """Schedule on nodes with this GPU type. Required when the node labeller's labels are known to exist (the
+        stack installs the labeller, or the GPU type was read from them); otherwise only preferred, so a cluster
+        without the labeller still schedules on `amd.com/gpu` capacity."""
+        term = {
+            "match_expressions": [
+                {"key": "amd.com/gpu.device-id", "operator": "In", "values": list(args.decision.gpu.pci_device_ids)}
+            ]
+        }
+        if args.require_gpu_labels:
+            return {
+                "node_affinity": {
+                    "required_during_scheduling_ignored_during_execution": {"node_selector_terms": [term]}
+                }
+            }
+        return {
+            "node_affinity": {
+                "preferred_during_scheduling_ignored_during_execution": [{"weight": 100, "preference": term}]
+            }
+        }

@@ -1,0 +1,58 @@
+"""Turn validated settings into the recipe decision: resolve the model, the GPU type and count, then select."""
+
+from __future__ import annotations
+
+from .cluster import discover_gpus
+from .recipes.detect import choose_gpu
+from .recipes.errors import AimError
+from .recipes.hardware import GpuSpec, load_gpus
+from .recipes.model_sources import resolve_model
+from .recipes.selection import Decision, Selector
+from .settings import Settings
+
+
+def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSpec, int, bool]:
+    """(GPU type, GPUs available on one node, whether it was read from the cluster's node labels)."""
+    if settings.gpu != "auto" and settings.gpu_count != "auto":
+        return load_gpus().get(settings.gpu), int(settings.gpu_count), False
+    found = discover_gpus(kube_context)
+    if settings.gpu != "auto":
+        wanted = load_gpus().get(settings.gpu)
+        found = [n for n in found if n.gpu.name == wanted.name]
+        if not found:
+            raise AimError(f"aim:gpu {settings.gpu}: no node advertises that GPU; set aim:gpuCount or check the nodes")
+    chosen = choose_gpu(found)
+    count = chosen.count if settings.gpu_count == "auto" else int(settings.gpu_count)
+    return chosen.gpu, count, True
+
+
+def decide(settings: Settings, kube_context: str | None) -> tuple[Decision, bool]:
+    """The decision for this stack, and whether the GPU type came from node labels (then node affinity can be
+    required)."""
+    profile = resolve_model(settings.model, settings.model_revision_or_none)
+    gpu, count, detected = target_hardware(settings, kube_context)
+    decision = Selector().select(
+        profile,
+        gpu,
+        count,
+        metric=settings.metric,
+        precision=settings.precision,
+        max_model_len=None if settings.max_model_len == "auto" else int(settings.max_model_len),
+        recipe_id=settings.recipe or None,
+        extra_args=settings.vllm_extra_args,
+    )
+    return decision, detected
+
+
+def replica_count(settings: Settings, decision: Decision) -> int:
+    """`auto` fills the GPUs of one node; an explicit count beyond that spreads over nodes, which a ReadWriteOnce
+    cache cannot follow."""
+    if settings.replicas == "auto":
+        return max(1, decision.replicas)
+    wanted = int(settings.replicas)
+    if wanted > decision.replicas and settings.cache_access_mode != "ReadWriteMany":
+        raise AimError(
+            f"aim:replicas {wanted}: only {decision.replicas} fit on one node of {decision.gpus_available} × "
+            f"{decision.gpu.name}; more need replicas on several nodes: set aim:cacheAccessMode ReadWriteMany"
+        )
+    return wanted

@@ -1,0 +1,82 @@
+"""What the stack tells its user: the decision as preview log lines, the endpoint, and ready-to-paste commands."""
+
+from __future__ import annotations
+
+import shlex
+
+from .recipes.selection import Decision
+
+NODE_IP_COMMAND = (
+    "export NODE_IP=$(kubectl get nodes -o jsonpath="
+    "'{.items[0].status.addresses[?(@.type==\"InternalIP\")].address}')"
+)
+
+
+def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
+    """The lines `pulumi preview` shows before anything is created: choice, layout, fit, estimate, alternatives."""
+    recipe, est, fit = decision.recipe, decision.estimate, decision.fit
+    kind = f"{recipe.status}, fallback" if decision.fallback else recipe.status
+    lines = [
+        f"AIM recipe: {recipe.id} [{kind}] for {decision.model.id} on {decision.gpus_available} × {decision.gpu.name} "
+        f"(goal: {decision.metric})",
+        f"AIM layout: {replicas} replica(s) × {recipe.gpu_count} GPU, TP {recipe.tensor_parallel_size} "
+        f"PP {recipe.pipeline_parallel_size}, {recipe.precision} weights, KV cache {recipe.kv_cache_dtype}, "
+        f"max_model_len {recipe.max_model_len}",
+        f"AIM memory per GPU: weights {fit.weights_gib_per_gpu:.1f} GiB, KV cache {fit.kv_cache_gib_per_gpu:.1f} GiB, "
+        f"overhead {fit.overhead_gib_per_gpu:.1f} GiB; {fit.max_concurrent_sequences} concurrent 2k-token requests",
+        f"AIM estimate (roofline, not measured): ~{est.decode_tokens_per_s:,.0f} tok/s per replica, "
+        f"~{est.single_stream_tokens_per_s:,.0f} tok/s single stream, TTFT ~{est.ttft_ms:,.0f} ms",
+        f"AIM vllm args: {shlex.join(decision.vllm_args)}",
+    ]
+    rejected = [c for c in decision.candidates if c.status == "rejected"][:3]
+    lines += [f"AIM rejected {c.recipe_id}: {c.reason}" for c in rejected]
+    lines += [f"AIM note: {note}" for note in decision.notes]
+    return lines
+
+
+def endpoint_url(service_type: str, node_port: int, service_name: str, namespace: str) -> str:
+    if service_type == "NodePort":
+        assigned = f"$(kubectl -n {namespace} get svc {service_name} -o jsonpath='{{.spec.ports[0].nodePort}}')"
+        port = node_port or assigned
+        return f"http://${{NODE_IP}}:{port}"
+    if service_type == "LoadBalancer":
+        return (
+            f"http://$(kubectl -n {namespace} get svc {service_name} -o "
+            "jsonpath='{.status.loadBalancer.ingress[0].ip}'):8000"
+        )
+    return "http://localhost:8000"
+
+
+def verification_commands(
+    *,
+    namespace: str,
+    name: str,
+    model_id: str,
+    service_type: str,
+    node_port: int,
+    api_key: bool,
+) -> dict[str, str]:
+    """Commands to paste after `pulumi up`, in the order a person checks a deployment."""
+    url = endpoint_url(service_type, node_port, name, namespace)
+    auth = ' -H "Authorization: Bearer $AIM_API_KEY"' if api_key else ""
+    body = (
+        '{"model": "' + model_id + '", "messages": [{"role": "user", "content": "Say hello in five words."}], '
+        '"max_tokens": 32}'
+    )
+    commands = {
+        "pods": f"kubectl -n {namespace} get pods -l app.kubernetes.io/instance={name} -o wide",
+        "downloadLogs": f"kubectl -n {namespace} logs deploy/{name} -c model-download -f",
+        "logs": f"kubectl -n {namespace} logs deploy/{name} -c vllm -f",
+        "health": f"curl -fsS {url}/health && echo ok",
+        "models": f"curl -fsS{auth} {url}/v1/models",
+        "chat": f"curl -fsS{auth} {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'",
+        "top": f"kubectl -n {namespace} top pods",
+        "portForward": f"kubectl -n {namespace} port-forward svc/{name} 8000:8000",
+        "gpu": f"kubectl -n {namespace} exec deploy/{name} -c vllm -- amd-smi static --asic --vram",
+        "recipe": f"kubectl -n {namespace} get configmap {name}-recipe -o jsonpath='{{.data.explanation\\.txt}}'",
+    }
+    if service_type == "NodePort":
+        commands = {"nodeIp": NODE_IP_COMMAND, **commands}
+    if api_key:
+        commands = {"apiKey": "export AIM_API_KEY=$(pulumi config get aim:apiKey)", **commands}
+    return commands

@@ -1,0 +1,233 @@
+"""Offline plan: run the real Pulumi program under the SDK's mock runtime and record everything it declares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+REDACTED = "<redacted>"
+SECRET_CONFIG = ("aim:hfToken", "aim:apiKey")
+
+
+@dataclass
+class Declared:
+    """One resource the program registered, as the engine would have seen it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    provider: str
+    custom: bool
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    options: dict[str, Any]
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    config: dict[str, str]
+    secret_values: list[str]
+    resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+    def of_type(self, type_: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, type_: str, name: str) -> Declared:
+        matches = [r for r in self.resources if r.type == type_ and r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources of type {type_} named {name}")
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Declared | None:
+        return next((r for r in self.resources if r.urn == urn), None)
+
+
+def _integral(value: Any) -> Any:
+    """The mock wire turns every number into a float; give Kubernetes back its integers."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _fake_digest(inputs: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str]]:
+    """Pulumi.<stack>.yaml's `config:` as the engine passes it (strings; objects as JSON); encrypted values become
+    placeholders. Returns (config, secret keys)."""
+    from .recipes.errors import AimError
+    from .recipes.yamlio import read_yaml
+
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        raise AimError(f"stack {stack!r}: no {path.name} (stacks here: {', '.join(known) or 'none'})")
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
+        raise AimError(f"{path}: expected a mapping with a `config:` mapping")
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (data.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = f"plan-placeholder-for-{key.replace(':', '-')}"
+            secret_keys.append(key)
+        else:
+            config[key] = _config_string(value)
+    return config, secret_keys
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`--config aim:key=value` (like `pulumi preview -c`); a key without namespace is an `aim:` key."""
+    from .recipes.errors import AimError
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AimError(f"--config {pair!r}: expected KEY=VALUE, e.g. aim:gpuCount=8")
+        key = key.strip()
+        overrides[key if ":" in key else f"aim:{key}"] = value
+    return overrides
+
+
+def run_stack(
+    stack: str,
+    overrides: dict[str, str] | None = None,
+    project_dir: Path = PROJECT_DIR,
+    config: dict[str, str] | None = None,
+) -> PlanResult:
+    """Run `__main__.py` of `project_dir` under mocks with the stack's config (plus overrides) and record it all.
+    `config` replaces the stack file entirely (tests use it to run a program on a config of their own)."""
+    import pulumi
+    from pulumi.runtime import mocks as pulumi_mocks
+    from pulumi.runtime import rpc, settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    if config is None:
+        config, secret_keys = load_stack_config(stack, project_dir)
+    else:
+        secret_keys = []
+    config = {**config, **(overrides or {})}
+    secret_keys = sorted({*secret_keys, *(k for k in config if k in SECRET_CONFIG)})
+    result = PlanResult(stack=stack, config=dict(config), secret_values=[config[k] for k in secret_keys if config[k]])
+
+    class Mocks(pulumi_mocks.Mocks):
+        """Return each resource's inputs as its state, plus the outputs the program reads (digests, ids)."""
+
+        def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            state = dict(args.inputs)
+            if args.typ == "docker:index/image:Image":
+                repository = str(state.get("imageName", "image")).rsplit(":", 1)[0]
+                state["repoDigest"] = f"{repository}@{_fake_digest(args.inputs)}"
+            elif args.typ == "docker:index/remoteImage:RemoteImage":
+                name = str(state.get("name", "image"))
+                state["repoDigest"] = f"{name.split(':')[0]}@{_fake_digest(args.inputs)}"
+                state["imageId"] = _fake_digest(args.inputs)
+            return f"{args.name}-id", state
+
+        def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+            return {}, None
+
+    class Monitor(pulumi_mocks.MockMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                timeouts = request.customTimeouts
+                result.resources.append(
+                    Declared(
+                        urn=response.urn,
+                        type=request.type,
+                        name=request.name,
+                        parent=request.parent,
+                        provider=request.provider,
+                        custom=bool(request.custom),
+                        inputs=_integral(rpc.deserialize_properties(request.object)),
+                        dependencies=list(request.dependencies),
+                        options={
+                            "custom_timeouts": {
+                                "create": timeouts.create,
+                                "update": timeouts.update,
+                                "delete": timeouts.delete,
+                            },
+                            "retain_on_delete": bool(request.retainOnDelete),
+                            "delete_before_replace": bool(request.deleteBeforeReplace),
+                            "ignore_changes": list(request.ignoreChanges),
+                            "protect": bool(request.protect),
+                            "replace_on_changes": list(request.replaceOnChanges),
+                        },
+                    )
+                )
+            return response
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            result.logs.append((record.levelname.lower(), record.getMessage()))
+
+    logger = logging.getLogger(f"aim.plan.{stack}")
+    logger.handlers = [Recorder()]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+
+    import asyncio
+
+    asyncio.set_event_loop(asyncio.new_event_loop())  # a fresh loop per run: nothing leaks between runs
+    pulumi.runtime.set_all_config(config, secret_keys)
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+    mocks = Mocks()
+    pulumi_mocks.set_mocks(mocks, project="aim", stack=stack, preview=False, logger=logger, monitor=Monitor(mocks))
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    program = str(project_dir / "__main__.py")
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(program, run_name="__main__")))
+        root = settings.get_root_resource()
+        outputs = getattr(root, "outputs", {}) or {}
+        for name, value in outputs.items():
+            result.outputs[name] = _integral(_sync_await(pulumi.Output.from_input(value).future()))
+    except pulumi.RunError as error:
+        result.error = " ".join(str(error).split())
+    finally:
+        _close_event_loop()
+    return result
+
+
+def _close_event_loop() -> None:
+    """Close the loop the SDK opened, now: left to the garbage collector it complains at interpreter exit."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+    asyncio.set_event_loop(None)

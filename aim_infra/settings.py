@@ -1,0 +1,298 @@
+"""The one place stack config is read: every `aim:` key into one validated pydantic model, or one error line."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .recipes.errors import AimError
+from .recipes.precision import PrecisionWish
+
+NAMESPACE = "aim"
+SECRET_KEYS = ("hfToken", "apiKey")
+#: The ROCm vLLM image the AIM image builds on. Pinned: a tag that names ROCm and vLLM versions, never `latest`.
+DEFAULT_BASE_IMAGE = "rocm/vllm:rocm7.0.0_vllm_0.11.1_20251103"
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+IMAGE_REF = re.compile(
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+
+
+def _boolean(value: Any) -> Any:
+    """Pulumi hands config over as strings: accept exactly true/false (any case) and real booleans."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("expected true or false")
+
+
+def _auto_or_int(low: int, high: int) -> Any:
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool):
+            raise ValueError(f"expected auto or a whole number from {low} to {high}")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected auto or a whole number from {low} to {high}") from None
+        if not low <= number <= high or str(value).strip().startswith("+"):
+            raise ValueError(f"expected auto or a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Any:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _arg_list(value: Any) -> Any:
+    """vLLM extra arguments: a YAML list (Pulumi passes it as JSON) or one shell-quoted string."""
+    if isinstance(value, list):
+        items = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("expected a list of strings or a shell-quoted string of flags") from None
+        else:
+            try:
+                items = shlex.split(text)
+            except ValueError as error:
+                raise ValueError(f"cannot split into arguments: {error}") from None
+    else:
+        raise ValueError("expected a list of strings or a shell-quoted string of flags")
+    if not isinstance(items, list) or not all(isinstance(i, str | int | float) for i in items):
+        raise ValueError("expected a list of strings")
+    return [str(i) for i in items]
+
+
+Bool = Annotated[bool, BeforeValidator(_boolean)]
+GpuCount = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
+Replicas = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
+MaxModelLen = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(256, 10_485_760))]
+Port = Annotated[int, BeforeValidator(_integer(1024, 65535))]
+NodePort = Annotated[int, BeforeValidator(_integer(0, 32767))]
+GroupId = Annotated[int, BeforeValidator(_integer(0, 2_147_483_647))]
+ArgList = Annotated[list[str], BeforeValidator(_arg_list)]
+
+
+class Settings(BaseModel):
+    """Stack config. Aliases are the `aim:` keys; defaults equal Pulumi.yaml's `config:` defaults (a test checks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    model: str = Field(default="Qwen/Qwen3-8B", min_length=1, description="Hugging Face model id to serve.")
+    model_revision: str = Field(default="", alias="modelRevision", description="Hub revision; empty = default branch.")
+    gpu: str = Field(default="auto", description="GPU type (MI300X, MI325X, MI355X, ...) or auto (from node labels).")
+    gpu_count: GpuCount = Field(default="auto", alias="gpuCount", description="GPUs available on one node, or auto.")
+    metric: Literal["throughput", "latency"] = Field(default="throughput", description="What the recipe optimises.")
+    precision: PrecisionWish = Field(default="auto", description="auto (the checkpoint's) or a wish, e.g. fp8.")
+    max_model_len: MaxModelLen = Field(default="auto", alias="maxModelLen", description="Context length or auto.")
+    recipe: str = Field(default="", description="A catalogue recipe id to use instead of automatic selection.")
+    vllm_extra_args: ArgList = Field(default_factory=list, alias="vllmExtraArgs", description="Extra vLLM flags.")
+    replicas: Replicas = Field(default="auto", description="Engine replicas, or auto (fill the GPUs of one node).")
+    namespace: str = Field(default="aim", description="Namespace of the inference workload.")
+    service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = Field(
+        default="NodePort", alias="serviceType", description="How the OpenAI-compatible API is exposed."
+    )
+    node_port: NodePort = Field(default=30080, alias="nodePort", description="NodePort (30000-32767), 0 = assigned.")
+    cache_size: str = Field(default="auto", alias="cacheSize", description="Model cache PVC size, or auto.")
+    storage_class: str = Field(default="", alias="storageClass", description="StorageClass of the model cache.")
+    cache_access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
+        default="ReadWriteOnce", alias="cacheAccessMode", description="Access mode of the model cache PVC."
+    )
+    retain_model_cache: Bool = Field(default=True, alias="retainModelCache", description="Keep the cache on destroy.")
+    registry: Bool = Field(default=True, description="Run a local image registry on 127.0.0.1.")
+    registry_port: Port = Field(default=5000, alias="registryPort", description="Port of the local registry.")
+    build_image: Bool = Field(default=True, alias="buildImage", description="Build and push the AIM image.")
+    base_image: str = Field(default=DEFAULT_BASE_IMAGE, alias="baseImage", description="Pinned ROCm vLLM base image.")
+    image: str = Field(default="", description="Image to run (buildImage false) or repository to push to.")
+    calico: Bool = Field(default=False, description="Install Calico (tigera-operator).")
+    pod_cidr: str = Field(default="192.168.0.0/16", alias="podCidr", description="Pod CIDR given to Calico.")
+    metrics_server: Bool = Field(default=True, alias="metricsServer", description="Install metrics-server.")
+    kubelet_insecure_tls: Bool = Field(
+        default=False, alias="kubeletInsecureTls", description="metrics-server skips kubelet TLS checks (kubeadm)."
+    )
+    local_path: Bool = Field(default=False, alias="localPath", description="Install local-path-provisioner.")
+    amd_gpu_plugin: Bool = Field(default=True, alias="amdGpuPlugin", description="Install the AMD GPU device plugin.")
+    monitoring: Bool = Field(default=True, description="Install kube-prometheus-stack.")
+    render_group_id: GroupId = Field(default=110, alias="renderGroupId", description="The nodes' render group id.")
+    has_hf_token: bool = Field(default=False, exclude=True, description="(derived) aim:hfToken is set.")
+    has_api_key: bool = Field(default=False, exclude=True, description="(derived) aim:apiKey is set.")
+
+    @field_validator("model")
+    @classmethod
+    def _hub_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?", value):
+            raise ValueError("expected a Hugging Face model id such as Qwen/Qwen3-8B")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS_LABEL.fullmatch(value):
+            raise ValueError("expected a DNS label: lower-case letters, digits and '-', at most 63 characters")
+        return value
+
+    @field_validator("cache_size")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if value != "auto" and not QUANTITY.fullmatch(value):
+            raise ValueError("expected auto or a Kubernetes quantity such as 200Gi")
+        return value
+
+    @field_validator("pod_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            raise ValueError("expected a network in CIDR form such as 192.168.0.0/16") from None
+        return value
+
+    @field_validator("base_image", "image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        if value and not IMAGE_REF.fullmatch(value):
+            raise ValueError("expected an image reference such as registry.example.com/aim/aim-engine:1.0")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        # Each problem names the key a user has to change.
+        if not _pinned(self.base_image):
+            raise _KeyError("baseImage", self.base_image, "a pinned tag or digest, never latest or no tag")
+        if not self.build_image:
+            if not self.image:
+                raise _KeyError("image", self.image, "a pinned image reference when buildImage is false")
+            if not _pinned(self.image):
+                raise _KeyError("image", self.image, "a pinned tag or digest (@sha256:...), never latest or no tag")
+        elif not self.registry and not self.image:
+            raise _KeyError("image", self.image, "the repository to push to when registry is false")
+        elif self.image and self.build_image and (":" in self.image.rsplit("/", 1)[-1] or "@" in self.image):
+            raise _KeyError("image", self.image, "a repository without tag when buildImage is true (we tag it)")
+        if self.service_type == "NodePort" and self.node_port and not 30000 <= self.node_port <= 32767:
+            raise _KeyError("nodePort", self.node_port, "0 (assigned) or a port from 30000 to 32767")
+        return self
+
+    @property
+    def model_revision_or_none(self) -> str | None:
+        return self.model_revision or None
+
+    @property
+    def image_repository(self) -> str:
+        """Where the built image is pushed: the local registry, or the configured repository."""
+        return f"localhost:{self.registry_port}/aim-engine" if self.registry and not self.image else self.image
+
+
+class _KeyError(ValueError):
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        super().__init__(f"{key}\x00{value!r}\x00{allowed}")
+
+
+def _pinned(reference: str) -> bool:
+    if "@sha256:" in reference:
+        return True
+    last = reference.rsplit("/", 1)[-1]
+    return ":" in last and not last.endswith(":latest")
+
+
+def field_keys() -> dict[str, str]:
+    """aim: key → field name, for every configurable field."""
+    return {(f.alias or name): name for name, f in Settings.model_fields.items() if not name.startswith("has_")}
+
+
+def parse_settings(raw: dict[str, Any], secrets_present: set[str] | None = None) -> Settings:
+    """Validate raw `aim:` config (key without namespace → value); one AimError line naming key, value and rule."""
+    keys = field_keys()
+    for key in raw:
+        if key in SECRET_KEYS:
+            continue
+        if key not in keys:
+            close = difflib.get_close_matches(key, [*keys, *SECRET_KEYS], n=1)
+            hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else ""
+            raise AimError(f"{NAMESPACE}:{key}: unknown config key{hint} (Pulumi.yaml lists every key)")
+    values = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
+    present = secrets_present or set()
+    try:
+        return Settings.model_validate(
+            {**values, "has_hf_token": "hfToken" in present, "has_api_key": "apiKey" in present}
+        )
+    except ValidationError as error:
+        raise AimError(_one_line(error, raw)) from None
+
+
+def _one_line(error: ValidationError, raw: dict[str, Any]) -> str:
+    first = error.errors(include_url=False)[0]
+    message = str(first.get("msg", "invalid value"))
+    context = first.get("ctx") or {}
+    inner = context.get("error")
+    if isinstance(inner, _KeyError):
+        key, value, allowed = str(inner.args[0]).split("\x00")
+        return f"{NAMESPACE}:{key}: {value} is not allowed: expected {allowed}"
+    location = first.get("loc", ())
+    name = str(location[0]) if location else ""
+    field = Settings.model_fields.get(name)
+    key = (field.alias if field and field.alias else name) if name else "(config)"
+    value = raw.get(key, first.get("input"))
+    message = message.removeprefix("Value error, ")
+    if first.get("type") == "literal_error":
+        message = message.replace("Input should be", "expected")
+    return f"{NAMESPACE}:{key}: {value!r} is not allowed: {message}"
+
+
+class StackConfig:
+    """Settings plus what must stay a Pulumi secret (HF token, API key) and the Kubernetes context."""
+
+    def __init__(self, settings: Settings, hf_token: Any, api_key: Any, kube_context: str | None) -> None:
+        self.settings = settings
+        self.hf_token = hf_token  # pulumi.Output[str] (secret) or None
+        self.api_key = api_key  # pulumi.Output[str] (secret) or None
+        self.kube_context = kube_context
+
+
+def _config_keys(namespace: str) -> list[str]:
+    """Every key set in `namespace` for this stack. The SDK has no public listing, so read both places it keeps
+    config: the engine's environment (real runs) and the in-process table (mock runs)."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.get_config_env()) | set(runtime_config.CONFIG.get())
+    prefix = f"{namespace}:"
+    return sorted(k.removeprefix(prefix) for k in keys if k.startswith(prefix))
+
+
+def read_stack_config() -> StackConfig:
+    """Read and validate the stack's config through the Pulumi SDK; raise AimError (one line) when it is wrong."""
+    import pulumi
+
+    config = pulumi.Config(NAMESPACE)
+    raw = {key: config.get(key) for key in _config_keys(NAMESPACE) if key not in SECRET_KEYS}
+    secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
+    settings = parse_settings(
+        {k: v for k, v in raw.items() if v is not None}, {k for k, v in secrets.items() if v is not None}
+    )
+    context = pulumi.Config("kubernetes").get("context")
+    return StackConfig(settings, secrets["hfToken"], secrets["apiKey"], context or None)

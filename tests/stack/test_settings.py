@@ -1,0 +1,132 @@
+"""Stack settings: defaults equal Pulumi.yaml's, stack files are well typed, and every bad value is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aim_infra.recipes.errors import AimError
+from aim_infra.settings import SECRET_KEYS, Settings, field_keys, parse_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
+
+
+def test_project_file_documents_exactly_the_settings() -> None:
+    declared = set(PROJECT["config"])
+    assert declared == set(field_keys()) | set(SECRET_KEYS)
+    for key, spec in PROJECT["config"].items():
+        assert spec.get("description"), f"{key} has no description"
+        assert spec["type"] in YAML_TYPES
+
+
+def test_settings_defaults_equal_the_project_file_defaults() -> None:
+    defaults = Settings().model_dump(by_alias=True)
+    for key, spec in PROJECT["config"].items():
+        if key in SECRET_KEYS:
+            assert spec.get("secret") is True and "default" not in spec
+            continue
+        assert spec["default"] == defaults[key], key
+        assert isinstance(spec["default"], YAML_TYPES[spec["type"]]), key
+
+
+def test_project_runtime_is_python_with_a_virtualenv() -> None:
+    assert PROJECT["name"] == "aim"
+    assert PROJECT["runtime"]["name"] == "python"
+    assert PROJECT["runtime"]["options"]["virtualenv"] == ".venv"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_files_use_known_keys_with_declared_types(stack: str) -> None:
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    for key, value in config.items():
+        namespace, _, name = key.partition(":")
+        assert namespace in ("aim", "kubernetes"), key
+        if namespace == "aim":
+            declared = PROJECT["config"][name]["type"]
+            assert isinstance(value, YAML_TYPES[declared]), f"{key}: {value!r} is not {declared}"
+    raw = {k.removeprefix("aim:"): v for k, v in config.items() if k.startswith("aim:")}
+    parse_settings({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in raw.items()})
+
+
+def test_dev_and_prod_stacks_are_what_the_issue_describes() -> None:
+    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    assert dev["aim:gpu"] == "MI300X" and dev["aim:gpuCount"] == "1" and dev["aim:registry"] is True
+    assert all(dev[f"aim:{k}"] is True for k in ("calico", "metricsServer", "localPath", "amdGpuPlugin", "monitoring"))
+    assert prod["aim:gpuCount"] == "8" and prod["aim:calico"] is False and prod["aim:buildImage"] is False
+    assert "70B" in prod["aim:model"]
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"gpuCount": "eight"}, "aim:gpuCount: 'eight' is not allowed: expected auto or a whole number from 1 to 64"),
+    ({"gpuCount": "0"}, "aim:gpuCount: '0' is not allowed: expected auto or a whole number from 1 to 64"),
+    ({"gpuCount": "65"}, "aim:gpuCount: '65' is not allowed"),
+    ({"replicas": "-1"}, "aim:replicas: '-1' is not allowed"),
+    ({"maxModelLen": "12"}, "aim:maxModelLen: '12' is not allowed: expected auto or a whole number from 256"),
+    ({"metric": "speed"}, "aim:metric: 'speed' is not allowed: expected 'throughput' or 'latency'"),
+    ({"precision": "fp4"}, "aim:precision: 'fp4' is not allowed"),
+    ({"serviceType": "Ingress"}, "aim:serviceType: 'Ingress' is not allowed"),
+    ({"nodePort": "80"}, "aim:nodePort: 80 is not allowed: expected 0 (assigned) or a port from 30000 to 32767"),
+    ({"nodePort": "http"}, "aim:nodePort: 'http' is not allowed: expected a whole number"),
+    ({"registryPort": "22"}, "aim:registryPort: '22' is not allowed: expected a whole number from 1024 to 65535"),
+    ({"cacheSize": "big"}, "aim:cacheSize: 'big' is not allowed: expected auto or a Kubernetes quantity"),
+    ({"cacheAccessMode": "ReadOnlyMany"}, "aim:cacheAccessMode: 'ReadOnlyMany' is not allowed"),
+    ({"retainModelCache": "yes"}, "aim:retainModelCache: 'yes' is not allowed: expected true or false"),
+    ({"monitoring": "1"}, "aim:monitoring: '1' is not allowed: expected true or false"),
+    ({"namespace": "AIM"}, "aim:namespace: 'AIM' is not allowed: expected a DNS label"),
+    ({"podCidr": "192.168.0.1/16"}, "aim:podCidr: '192.168.0.1/16' is not allowed: expected a network in CIDR"),
+    ({"model": "../models/x"}, "aim:model: '../models/x' is not allowed: expected a Hugging Face model id"),
+    ({"baseImage": "rocm/vllm:latest"}, "aim:baseImage: 'rocm/vllm:latest' is not allowed: expected a pinned tag"),
+    ({"baseImage": "rocm/vllm"}, "aim:baseImage: 'rocm/vllm' is not allowed: expected a pinned tag"),
+    ({"baseImage": "Not An Image"}, "aim:baseImage: 'Not An Image' is not allowed: expected an image reference"),
+    ({"buildImage": "false"}, "aim:image: '' is not allowed: expected a pinned image reference when buildImage"),
+    ({"buildImage": "false", "image": "ghcr.io/x/aim:latest"}, "aim:image: 'ghcr.io/x/aim:latest' is not allowed"),
+    ({"registry": "false"}, "aim:image: '' is not allowed: expected the repository to push to"),
+    ({"image": "ghcr.io/x/aim:1.0"}, "aim:image: 'ghcr.io/x/aim:1.0' is not allowed: expected a repository without"),
+    ({"vllmExtraArgs": "[1, "}, "aim:vllmExtraArgs: '[1, ' is not allowed: expected a list of strings"),
+    ({"vllmExtraArgs": "--a 'b"}, 'aim:vllmExtraArgs: "--a \'b" is not allowed: cannot split into arguments'),
+    ({"renderGroupId": "render"}, "aim:renderGroupId: 'render' is not allowed: expected a whole number"),
+    ({"gpuCuont": "8"}, "aim:gpuCuont: unknown config key; did you mean aim:gpuCount?"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), BAD)
+def test_bad_config_is_one_line_naming_key_value_and_rule(raw: dict[str, Any], expected: str) -> None:
+    with pytest.raises(AimError) as error:
+        parse_settings(raw)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(expected), message
+
+
+def test_values_arrive_as_strings_and_are_typed() -> None:
+    settings = parse_settings(
+        {
+            "gpuCount": "8",
+            "replicas": "2",
+            "retainModelCache": "False",
+            "vllmExtraArgs": '["--enable-chunked-prefill"]',
+            "nodePort": "30001",
+            "maxModelLen": "auto",
+        }
+    )
+    assert settings.gpu_count == 8 and settings.replicas == 2 and settings.retain_model_cache is False
+    assert settings.vllm_extra_args == ["--enable-chunked-prefill"] and settings.node_port == 30001
+    assert parse_settings({"vllmExtraArgs": "--max-num-seqs 64 --enable-prefix-caching"}).vllm_extra_args == [
+        "--max-num-seqs",
+        "64",
+        "--enable-prefix-caching",
+    ]
+
+
+def test_image_repository_follows_registry_and_image() -> None:
+    assert parse_settings({}).image_repository == "localhost:5000/aim-engine"
+    assert parse_settings({"registryPort": "5555"}).image_repository == "localhost:5555/aim-engine"
+    assert parse_settings({"registry": "false", "image": "reg.example.com/aim/engine"}).image_repository == (
+        "reg.example.com/aim/engine"
+    )
