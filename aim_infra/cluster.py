@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .recipes.detect import NodeGpus, gpus_from_nodes
 from .recipes.errors import AimError
 
@@ -16,11 +18,17 @@ def discover_gpus(context: str | None, timeout_seconds: int = 10) -> list[NodeGp
     except ImportError:  # pragma: no cover - kubernetes is a runtime requirement
         raise AimError(f"aim:gpu auto needs the `kubernetes` package; {SET_BY_HAND}") from None
     where = f"context {context!r}" if context else "the current kubeconfig context"
+    configuration = client.Configuration()
     try:
-        api_client = config.new_client_from_config(context=context)
+        # The client reads $KUBECONFIG once, at import: pass it explicitly so the current value counts.
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, context=context, client_configuration=configuration
+        )
     except (ConfigException, OSError, TypeError, ValueError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise AimError(f"aim:gpu auto: no usable kubeconfig for {where} ({reason}); {SET_BY_HAND}") from None
+    configuration.retries = 1  # an unreachable API server should fail the preview fast, not after urllib3's retries
+    api_client = client.ApiClient(configuration)
     try:
         nodes = client.CoreV1Api(api_client).list_node(_request_timeout=timeout_seconds).items
     except Exception as error:

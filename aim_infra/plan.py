@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REDACTED = "<redacted>"
 SECRET_CONFIG = ("aim:hfToken", "aim:apiKey")
@@ -54,11 +56,18 @@ class PlanResult:
         return next((r for r in self.resources if r.urn == urn), None)
 
 
+# The envelope the Pulumi wire format wraps a secret in (pulumi.runtime.rpc's signature key and secret marker).
+SECRET_SIGNATURE = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+
+
 def _integral(value: Any) -> Any:
-    """The mock wire turns every number into a float; give Kubernetes back its integers."""
+    """Plain values as Kubernetes would receive them: the mock wire turns every number into a float (give back the
+    integers) and leaves nested secrets wrapped in Pulumi's secret envelope (unwrap them; redaction comes later)."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
+        if value.get(SECRET_SIGNATURE[0]) == SECRET_SIGNATURE[1] and "value" in value:
+            return _integral(value["value"])
         return {k: _integral(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_integral(v) for v in value]
@@ -231,3 +240,119 @@ def _close_event_loop() -> None:
     if not loop.is_running() and not loop.is_closed():
         loop.close()
     asyncio.set_event_loop(None)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Rendering: the resource tree, Kubernetes manifests and Helm releases, with every secret value redacted.
+
+KUBERNETES_EXCLUDED = ("kubernetes:helm.sh/", "kubernetes:yaml/", "pulumi:providers:")
+
+
+def redact(value: Any, secrets: list[str]) -> Any:
+    """Replace every secret value (and its base64 form) wherever it appears."""
+    import base64
+
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            if not secret:
+                continue
+            encoded = base64.b64encode(secret.encode()).decode()
+            value = value.replace(secret, REDACTED).replace(encoded, REDACTED)
+        return value
+    return value
+
+
+def kubernetes_objects(result: PlanResult) -> list[dict[str, Any]]:
+    """Every Kubernetes object the program declares, as a manifest (Secret data redacted)."""
+    objects = []
+    for resource in result.resources:
+        if not resource.type.startswith("kubernetes:") or resource.type.startswith(KUBERNETES_EXCLUDED):
+            continue
+        manifest = {k: v for k, v in resource.inputs.items() if not k.startswith("__")}
+        if manifest.get("kind") == "Secret":
+            for field_name in ("data", "stringData"):
+                if isinstance(manifest.get(field_name), dict):
+                    manifest[field_name] = {k: REDACTED for k in manifest[field_name]}
+        objects.append(redact(manifest, result.secret_values))
+    return objects
+
+
+def helm_releases(result: PlanResult) -> list[dict[str, Any]]:
+    releases = []
+    for resource in result.of_type("kubernetes:helm.sh/v3:Release"):
+        inputs = resource.inputs
+        releases.append(
+            redact(
+                {
+                    "name": inputs.get("name"),
+                    "chart": inputs.get("chart"),
+                    "version": inputs.get("version"),
+                    "repository": (inputs.get("repositoryOpts") or {}).get("repo"),
+                    "namespace": inputs.get("namespace"),
+                    "values": inputs.get("values") or {},
+                },
+                result.secret_values,
+            )
+        )
+    return releases
+
+
+def resource_tree(result: PlanResult) -> str:
+    """Type, name and parent of every resource, indented under its parent."""
+    children: dict[str, list[Declared]] = {}
+    for resource in result.resources:
+        children.setdefault(resource.parent, []).append(resource)
+    lines: list[str] = []
+
+    def walk(parent: str, depth: int) -> None:
+        # Registration order depends on when outputs resolve: sort for a stable, diffable tree.
+        for resource in sorted(children.get(parent, []), key=lambda r: (r.type, r.name)):
+            lines.append(f"{'  ' * depth}{resource.type}  {resource.name}")
+            walk(resource.urn, depth + 1)
+
+    for root in [p for p in children if result.by_urn(p) is None]:
+        walk(root, 0)
+    return "\n".join(lines)
+
+
+def write_out(result: PlanResult, out: Path) -> list[Path]:
+    """Kubernetes objects as YAML documents (one file each) and Helm releases in helm-releases.yaml."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, manifest in enumerate(kubernetes_objects(result), start=1):
+        metadata = manifest.get("metadata") or {}
+        parts = [manifest.get("kind", "Object"), metadata.get("namespace", ""), metadata.get("name", str(index))]
+        stem = "-".join(str(p).lower() for p in parts if p)
+        path = out / f"{index:03d}-{stem}.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        written.append(path)
+    releases = out / "helm-releases.yaml"
+    releases.write_text(yaml.safe_dump(helm_releases(result), sort_keys=False), encoding="utf-8")
+    written.append(releases)
+    return written
+
+
+def render(result: PlanResult) -> str:
+    """The plan as a person reads it: what it is, the decision, the resource tree, the exports."""
+    info = [message for level, message in result.logs if level in ("info", "warning", "error")]
+    lines = [
+        f"Offline plan of stack '{result.stack}': the Pulumi program ran under the SDK's mock runtime with this "
+        "stack's config. It is not a diff against a live cluster; `pulumi preview` is.",
+        "",
+        *info,
+        "",
+        f"Resources ({len(result.resources)}):",
+        resource_tree(result),
+        "",
+        "Outputs:",
+    ]
+    for name, value in result.outputs.items():
+        if name == "recipeExplanation":
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=False)
+        lines.append(f"  {name}: {shown}")
+    return redact("\n".join(lines), result.secret_values)

@@ -1,0 +1,571 @@
+"""Cluster add-ons in one component: Calico, metrics-server, local-path storage, AMD GPU plugin, Prometheus stack."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+from pulumi import ResourceOptions
+from pulumi_kubernetes import helm
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class ChartPin:
+    """One Helm chart at one version from one repository, installed under a fixed release name."""
+
+    chart: str
+    version: str
+    repo: str
+    release_name: str
+    namespace: str
+    timeout_seconds: int
+
+
+CALICO = ChartPin(
+    chart="tigera-operator",
+    version="v3.32.2",  # the `v` is part of the chart version
+    repo="https://docs.tigera.io/calico/charts",
+    release_name="tigera-operator",
+    namespace="tigera-operator",
+    timeout_seconds=900,
+)
+METRICS_SERVER = ChartPin(
+    chart="metrics-server",
+    version="3.13.1",
+    repo="https://kubernetes-sigs.github.io/metrics-server/",
+    release_name="metrics-server",
+    namespace="kube-system",  # the API aggregation add-on lives with the control plane; the stack does not own it
+    timeout_seconds=600,
+)
+AMD_GPU = ChartPin(
+    chart="amd-gpu",
+    version="0.21.0",
+    repo="https://rocm.github.io/k8s-device-plugin/",
+    release_name="amd-gpu",
+    namespace="kube-amd-gpu",
+    timeout_seconds=600,
+)
+KUBE_PROMETHEUS_STACK = ChartPin(
+    chart="kube-prometheus-stack",
+    version="88.5.3",
+    repo="https://prometheus-community.github.io/helm-charts",
+    release_name="kube-prometheus-stack",
+    namespace="monitoring",
+    timeout_seconds=900,
+)
+CHARTS: dict[str, ChartPin] = {
+    "calico": CALICO,
+    "metrics_server": METRICS_SERVER,
+    "amd_gpu_plugin": AMD_GPU,
+    "monitoring": KUBE_PROMETHEUS_STACK,
+}
+
+LOCAL_PATH_VERSION = "v0.0.37"
+LOCAL_PATH_IMAGE = f"rancher/local-path-provisioner:{LOCAL_PATH_VERSION}"
+LOCAL_PATH_HELPER_IMAGE = "busybox:1.37.0"
+LOCAL_PATH_NAMESPACE = "local-path-storage"
+LOCAL_PATH_NAME = "local-path-provisioner"
+LOCAL_PATH_CONFIG_MAP = "local-path-config"
+LOCAL_PATH_STORAGE_CLASS = "local-path"
+LOCAL_PATH_PROVISIONER = "rancher.io/local-path"
+LOCAL_PATH_DATA_DIR = "/opt/local-path-provisioner"
+LOCAL_PATH_CONFIG_DIR = "/etc/config/"
+LOCAL_PATH_HEALTH_PORT = 8080
+
+#: Pod Security admission level for namespaces whose pods need host access (hostPath, hostNetwork, privileged):
+#: explicit, so a cluster-wide `baseline` default does not silently reject them.
+PRIVILEGED_NAMESPACE = {"pod-security.kubernetes.io/enforce": "privileged"}
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "aim-cluster-addons"}
+
+
+@dataclass(frozen=True)
+class ClusterAddonsArgs:
+    """Which add-ons to install. `monitoring_values` is deep-merged over the kube-prometheus-stack values we set."""
+
+    calico: bool = False
+    pod_cidr: str = "192.168.0.0/16"
+    metrics_server: bool = True
+    kubelet_insecure_tls: bool = False
+    local_path: bool = False
+    amd_gpu_plugin: bool = True
+    monitoring: bool = True
+    monitoring_values: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.calico:
+            # Calico would otherwise accept the pool and fail inside the cluster, long after `pulumi up` returned.
+            ipaddress.ip_network(self.pod_cidr, strict=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, monitoring_values: Mapping[str, Any] | None = None) -> ClusterAddonsArgs:
+        return cls(
+            calico=settings.calico,
+            pod_cidr=settings.pod_cidr,
+            metrics_server=settings.metrics_server,
+            kubelet_insecure_tls=settings.kubelet_insecure_tls,
+            local_path=settings.local_path,
+            amd_gpu_plugin=settings.amd_gpu_plugin,
+            monitoring=settings.monitoring,
+            monitoring_values=dict(monitoring_values or {}),
+        )
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, recursively for mappings (as Helm merges values); lists and scalars are replaced."""
+    merged: dict[str, Any] = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def calico_values(pod_cidr: str) -> dict[str, Any]:
+    """tigera-operator values: one IPv4/IPv6 pool for the pod CIDR kubeadm was given."""
+    return {
+        "installation": {
+            "calicoNetwork": {
+                "ipPools": [
+                    {
+                        "cidr": pod_cidr,
+                        # Encapsulate only across subnets: nodes on one L2 segment talk natively (no VXLAN overhead
+                        # on GPU-node traffic), and VXLAN needs no BGP peering with the network.
+                        "encapsulation": "VXLANCrossSubnet",
+                        "natOutgoing": "Enabled",
+                        "nodeSelector": "all()",
+                    }
+                ]
+            }
+        }
+    }
+
+
+def metrics_server_values(kubelet_insecure_tls: bool) -> dict[str, Any]:
+    """metrics-server values: skip kubelet certificate checks only when asked (kubeadm's self-signed kubelet certs)."""
+    return {"args": ["--kubelet-insecure-tls"]} if kubelet_insecure_tls else {}
+
+
+def amd_gpu_values() -> dict[str, Any]:
+    """amd-gpu values: the device plugin plus the node labeller (off by default) that publishes GPU model labels."""
+    return {
+        "labeller": {"enabled": True},
+        # The chart's own toleration, plus the taint GPU nodes usually carry so only GPU workloads land there:
+        # the plugin must run exactly on those nodes.
+        "tolerations": [
+            {"key": "CriticalAddonsOnly", "operator": "Exists"},
+            {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        ],
+    }
+
+
+def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """kube-prometheus-stack values: pick up every ServiceMonitor/PodMonitor/PrometheusRule, load labelled dashboards.
+
+    No credentials here: values end up in plain state. Grafana's admin secret is wired by reference
+    (`grafana.admin.existingSecret`) through `extra`."""
+    base: dict[str, Any] = {
+        "prometheus": {
+            "prometheusSpec": {
+                # false: an empty selector selects every object, not only those labelled `release: <release name>`.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+            }
+        },
+        "grafana": {
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": "grafana_dashboard",
+                    "labelValue": "1",
+                    "searchNamespace": "ALL",
+                }
+            }
+        },
+    }
+    return deep_merge(base, extra or {})
+
+
+def local_path_config() -> dict[str, str]:
+    """The ConfigMap data the provisioner reads: config.json, the helper pod template and its two scripts."""
+    config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [LOCAL_PATH_DATA_DIR]}]}
+    # The provisioner runs `/bin/sh /script/setup` (or teardown) in the helper pod with VOL_DIR (the volume
+    # directory as mounted in the pod), VOL_MODE (Filesystem or Block), VOL_SIZE_BYTES, and VOL_USER / VOL_GROUP /
+    # VOL_PERM (empty unless the StorageClass sets userPattern / groupPattern / permPattern).
+    setup = "\n".join(
+        [
+            "#!/bin/sh",
+            "set -eu",
+            "# A host directory cannot back a raw block device.",
+            'if [ "${VOL_MODE:-Filesystem}" != "Filesystem" ]; then',
+            '  echo "local-path: volume mode ${VOL_MODE} is not supported" >&2',
+            "  exit 1",
+            "fi",
+            'mkdir -p "$VOL_DIR"',
+            "# World-writable by default: hostPath ignores fsGroup, and workloads run as non-root users.",
+            'chmod "${VOL_PERM:-0777}" "$VOL_DIR"',
+            'if [ -n "${VOL_USER:-}" ] && [ -n "${VOL_GROUP:-}" ]; then chown "$VOL_USER:$VOL_GROUP" "$VOL_DIR";',
+            'elif [ -n "${VOL_USER:-}" ]; then chown "$VOL_USER" "$VOL_DIR";',
+            'elif [ -n "${VOL_GROUP:-}" ]; then chgrp "$VOL_GROUP" "$VOL_DIR"; fi',
+            "",
+        ]
+    )
+    teardown = "\n".join(
+        [
+            "#!/bin/sh",
+            "set -eu",
+            "# VOL_DIR is always <data mount>/<volume dir>; refuse anything shorter rather than wipe a whole tree.",
+            'case "${VOL_DIR:-}" in',
+            "  /?*/?*) ;;",
+            "  *) echo \"local-path: refusing to remove '${VOL_DIR:-}'\" >&2; exit 1 ;;",
+            "esac",
+            'rm -rf "$VOL_DIR"',
+            "",
+        ]
+    )
+    # The template the provisioner copies for every helper pod. It adds the name suffix, namespace, node,
+    # service account, restart policy, command, env, the host data volume and the script volume itself; the
+    # container must be called `helper-pod` (its log is copied into the provisioner's log under that name).
+    helper_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "helper-pod"},
+        "spec": {
+            # Helper pods free disk too (teardown): they must still schedule on a node under disk pressure.
+            "priorityClassName": "system-node-critical",
+            "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}],
+            # They run under the provisioner's service account but never call the API.
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "helper-pod",
+                    "image": LOCAL_PATH_HELPER_IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    # Root inside the pod is needed to create and remove directories on the host path.
+                    "securityContext": {"allowPrivilegeEscalation": False},
+                }
+            ],
+        },
+    }
+    return {
+        "config.json": json.dumps(config, indent=2),
+        "setup": setup,
+        "teardown": teardown,
+        "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
+    }
+
+
+def _rule(api_group: str, resources: Sequence[str], verbs: Sequence[str]) -> k8s.rbac.v1.PolicyRuleArgs:
+    return k8s.rbac.v1.PolicyRuleArgs(api_groups=[api_group], resources=list(resources), verbs=list(verbs))
+
+
+# What local-path-provisioner v0.0.37 calls, cluster-wide (its controller library watches every namespace).
+LOCAL_PATH_CLUSTER_RULES = [
+    # The claim informer lists/watches PVCs; `update` only when the scheduler's selected node has gone: the
+    # controller removes `volume.kubernetes.io/selected-node` so the claim is scheduled again.
+    _rule("", ["persistentvolumeclaims"], ["list", "watch", "update"]),
+    # The volume informer; create the PV after the setup pod ran, delete it after teardown, patch to drop a
+    # stale provisioner finalizer. The readiness probe lists PVs too.
+    _rule("", ["persistentvolumes"], ["list", "watch", "create", "patch", "delete"]),
+    # The class informer: which claims are ours (provisioner name) and the class parameters/reclaim policy.
+    _rule("storage.k8s.io", ["storageclasses"], ["list", "watch"]),
+    # The selected node (its hostname label becomes the PV's node affinity), and before teardown whether the
+    # node still exists. No node informer is started, so no list/watch.
+    _rule("", ["nodes"], ["get"]),
+    # Provisioning events on claims (any namespace) and volumes; the event recorder creates and patches them.
+    _rule("", ["events"], ["create", "patch"]),
+]
+# What it calls in its own namespace only.
+LOCAL_PATH_NAMESPACE_RULES = [
+    # Helper pods: create one per setup/teardown, poll it with get until it succeeded, delete it; the readiness
+    # probe lists pods. No watch, no update.
+    _rule("", ["pods"], ["create", "get", "list", "delete"]),
+    # The helper pod's output is copied into the provisioner's log.
+    _rule("", ["pods/log"], ["get"]),
+    # At start it reads helperPod.yaml from the ConfigMap (no --helper-pod-file); the readiness probe lists them.
+    _rule("", ["configmaps"], ["get", "list"]),
+]
+
+
+class ClusterAddons(pulumi.ComponentResource):
+    """The cluster's add-ons, each toggled by its args flag; Calico (when on) goes first, everything else after it.
+
+    Public attributes: `releases` (keys: calico, metrics_server, amd_gpu_plugin, monitoring — only those on),
+    `ready` (what workloads should depend on), `storage_class_name`, `monitoring_namespace`,
+    `monitoring_release_name`. The Kubernetes provider comes through `opts` and is inherited by every child."""
+
+    releases: dict[str, helm.v3.Release]
+    namespaces: dict[str, k8s.core.v1.Namespace]
+    ready: list[pulumi.Resource]
+    storage_class: k8s.storage.v1.StorageClass | None
+    storage_class_name: str | None
+    monitoring_namespace: str | None
+    monitoring_release_name: str | None
+
+    def __init__(self, name: str, args: ClusterAddonsArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("aim:infra:ClusterAddons", name, None, opts)
+        self._name = name
+        self.releases = {}
+        self.namespaces = {}
+        self.ready = []
+        self.storage_class = None
+        self.storage_class_name = None
+        self.monitoring_namespace = None
+        self.monitoring_release_name = None
+
+        # Pods of every other add-on need the pod network Calico brings: they wait for its release.
+        first: list[pulumi.Resource] = []
+        if args.calico:
+            namespace = self._namespace("calico", CALICO.namespace, PRIVILEGED_NAMESPACE)  # operator: hostNetwork
+            calico = self._release("calico", CALICO, calico_values(args.pod_cidr), [namespace])
+            first = [calico]
+            self.ready.append(calico)
+
+        if args.metrics_server:
+            self._release("metrics_server", METRICS_SERVER, metrics_server_values(args.kubelet_insecure_tls), first)
+
+        if args.local_path:
+            self.storage_class = self._local_path(first)
+            self.storage_class_name = LOCAL_PATH_STORAGE_CLASS
+            self.ready.append(self.storage_class)
+
+        if args.amd_gpu_plugin:
+            # Device plugin socket (hostPath) and the privileged labeller.
+            namespace = self._namespace("amd_gpu_plugin", AMD_GPU.namespace, PRIVILEGED_NAMESPACE)
+            gpu = self._release("amd_gpu_plugin", AMD_GPU, amd_gpu_values(), [namespace, *first])
+            self.ready.append(gpu)
+
+        if args.monitoring:
+            # node-exporter uses hostNetwork, hostPID and hostPath.
+            namespace = self._namespace("monitoring", KUBE_PROMETHEUS_STACK.namespace, PRIVILEGED_NAMESPACE)
+            self._release(
+                "monitoring", KUBE_PROMETHEUS_STACK, monitoring_values(args.monitoring_values), [namespace, *first]
+            )
+            self.monitoring_namespace = KUBE_PROMETHEUS_STACK.namespace
+            self.monitoring_release_name = KUBE_PROMETHEUS_STACK.release_name
+
+        self.register_outputs(
+            {
+                "release_names": {key: CHARTS[key].release_name for key in self.releases},
+                "storage_class_name": self.storage_class_name,
+                "monitoring_namespace": self.monitoring_namespace,
+                "monitoring_release_name": self.monitoring_release_name,
+            }
+        )
+
+    def _child(self, depends_on: Sequence[pulumi.Resource] = ()) -> ResourceOptions:
+        return ResourceOptions(parent=self, depends_on=list(depends_on))
+
+    def _namespace(
+        self, key: str, namespace: str, labels: Mapping[str, str], depends_on: Sequence[pulumi.Resource] = ()
+    ) -> k8s.core.v1.Namespace:
+        # The stack owns every namespace it installs into (Helm never creates one): destroy removes them cleanly.
+        resource = k8s.core.v1.Namespace(
+            f"{self._name}-{key.replace('_', '-')}-ns",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace, labels={**MANAGED_BY, **labels}),
+            opts=self._child(depends_on),
+        )
+        self.namespaces[key] = resource
+        return resource
+
+    def _release(
+        self, key: str, pin: ChartPin, values: Mapping[str, Any], depends_on: Sequence[pulumi.Resource]
+    ) -> helm.v3.Release:
+        # Every release is awaited (skip_await=False): each waits only for its own workloads, which can all become
+        # ready on their own once the pod network is up (they wait for Calico when we install it), and later
+        # resources rely on that (CRDs of kube-prometheus-stack, `amd.com/gpu` capacity). atomic=False and
+        # cleanup_on_fail=False: a slow start must not uninstall what is already running.
+        release = helm.v3.Release(
+            f"{self._name}-{key.replace('_', '-')}",
+            helm.v3.ReleaseArgs(
+                name=pin.release_name,
+                namespace=pin.namespace,
+                chart=pin.chart,
+                version=pin.version,
+                repository_opts=helm.v3.RepositoryOptsArgs(repo=pin.repo),
+                values=dict(values),
+                timeout=pin.timeout_seconds,
+                atomic=False,
+                cleanup_on_fail=False,
+                skip_await=False,
+                create_namespace=False,
+            ),
+            opts=self._child(depends_on),
+        )
+        self.releases[key] = release
+        return release
+
+    def _local_path(self, first: Sequence[pulumi.Resource]) -> k8s.storage.v1.StorageClass:
+        """local-path-provisioner, declared object by object (it has no Helm repository)."""
+        prefix = f"{self._name}-local-path"
+        labels = {
+            **MANAGED_BY,
+            "app.kubernetes.io/name": LOCAL_PATH_NAME,
+            "app.kubernetes.io/version": LOCAL_PATH_VERSION,
+        }
+        selector = {"app.kubernetes.io/name": LOCAL_PATH_NAME}
+
+        # Helper pods mount host directories.
+        namespace = self._namespace("local_path", LOCAL_PATH_NAMESPACE, PRIVILEGED_NAMESPACE, first)
+
+        def meta(name: str, namespaced: bool = True) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=name, namespace=LOCAL_PATH_NAMESPACE if namespaced else None, labels=labels
+            )
+
+        account = k8s.core.v1.ServiceAccount(
+            f"{prefix}-service-account", metadata=meta(LOCAL_PATH_NAME), opts=self._child([namespace])
+        )
+        subject = k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=LOCAL_PATH_NAME, namespace=LOCAL_PATH_NAMESPACE)
+        cluster_role = k8s.rbac.v1.ClusterRole(
+            f"{prefix}-cluster-role",
+            metadata=meta(LOCAL_PATH_NAME, namespaced=False),
+            rules=LOCAL_PATH_CLUSTER_RULES,
+            opts=self._child(),
+        )
+        cluster_binding = k8s.rbac.v1.ClusterRoleBinding(
+            f"{prefix}-cluster-role-binding",
+            metadata=meta(LOCAL_PATH_NAME, namespaced=False),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=LOCAL_PATH_NAME
+            ),
+            subjects=[subject],
+            opts=self._child([cluster_role, account]),
+        )
+        role = k8s.rbac.v1.Role(
+            f"{prefix}-role",
+            metadata=meta(LOCAL_PATH_NAME),
+            rules=LOCAL_PATH_NAMESPACE_RULES,
+            opts=self._child([namespace]),
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{prefix}-role-binding",
+            metadata=meta(LOCAL_PATH_NAME),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=LOCAL_PATH_NAME),
+            subjects=[subject],
+            opts=self._child([role, account]),
+        )
+        config = k8s.core.v1.ConfigMap(
+            f"{prefix}-config",
+            metadata=meta(LOCAL_PATH_CONFIG_MAP),
+            data=local_path_config(),
+            opts=self._child([namespace]),
+        )
+        deployment = self._local_path_deployment(
+            prefix, meta(LOCAL_PATH_NAME), labels, selector, [account, binding, cluster_binding, config, *first]
+        )
+        # The class comes last: a workload that depends on it finds a running provisioner behind it.
+        return k8s.storage.v1.StorageClass(
+            f"{prefix}-storage-class",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=LOCAL_PATH_STORAGE_CLASS,
+                labels=labels,
+                # Node-local, RWO-only storage must never catch claims that name no class.
+                annotations={"storageclass.kubernetes.io/is-default-class": "false"},
+            ),
+            provisioner=LOCAL_PATH_PROVISIONER,
+            # Bind when the pod is scheduled: the volume is created on the node the pod landed on.
+            volume_binding_mode="WaitForFirstConsumer",
+            reclaim_policy="Delete",
+            opts=self._child([deployment]),
+        )
+
+    def _local_path_deployment(
+        self,
+        prefix: str,
+        metadata: k8s.meta.v1.ObjectMetaArgs,
+        labels: Mapping[str, str],
+        selector: Mapping[str, str],
+        depends_on: Sequence[pulumi.Resource],
+    ) -> k8s.apps.v1.Deployment:
+        health = k8s.core.v1.HTTPGetActionArgs(path="/health", port="health")
+        container = k8s.core.v1.ContainerArgs(
+            name=LOCAL_PATH_NAME,
+            image=LOCAL_PATH_IMAGE,
+            image_pull_policy="IfNotPresent",
+            # The image is `scratch` with the binary and a CMD, no entrypoint: name the binary.
+            command=["/usr/bin/local-path-provisioner"],
+            args=[
+                "start",
+                "--config",
+                f"{LOCAL_PATH_CONFIG_DIR}config.json",
+                "--configmap-name",
+                LOCAL_PATH_CONFIG_MAP,
+                "--service-account-name",
+                LOCAL_PATH_NAME,
+                "--provisioner-name",
+                LOCAL_PATH_PROVISIONER,
+            ],
+            env=[
+                # Where helper pods are created and the ConfigMap is read.
+                k8s.core.v1.EnvVarArgs(
+                    name="POD_NAMESPACE",
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.namespace")
+                    ),
+                ),
+                # Set: the provisioner re-reads helperPod.yaml from here every 30 s (config.json is re-read anyway).
+                k8s.core.v1.EnvVarArgs(name="CONFIG_MOUNT_PATH", value=LOCAL_PATH_CONFIG_DIR),
+                k8s.core.v1.EnvVarArgs(name="HEALTH_PORT", value=str(LOCAL_PATH_HEALTH_PORT)),
+            ],
+            ports=[k8s.core.v1.ContainerPortArgs(name="health", container_port=LOCAL_PATH_HEALTH_PORT, protocol="TCP")],
+            startup_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=5, failure_threshold=12),
+            liveness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=10),
+            # /ready lists configmaps, pods, PVCs, PVs and storage classes: it proves the RBAC works.
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port="health"), period_seconds=5
+            ),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "10m", "memory": "32Mi"}, limits={"memory": "128Mi"}
+            ),
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+            ),
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="config-volume", mount_path=LOCAL_PATH_CONFIG_DIR, read_only=True)
+            ],
+        )
+        return k8s.apps.v1.Deployment(
+            f"{prefix}-provisioner",
+            metadata=metadata,
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # No leader election in this provisioner: never run an old and a new pod side by side.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector)),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=LOCAL_PATH_NAME,
+                        # The provisioner only talks to the API server; the host work happens in helper pods.
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=65534,
+                            run_as_group=65534,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[container],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="config-volume",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=LOCAL_PATH_CONFIG_MAP),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=self._child(depends_on),
+        )

@@ -1,0 +1,135 @@
+"""Bad config stops the real program before any resource with one line; `gpu: auto` reads a (fake) API server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from aim_infra.plan import run_stack
+
+BAD_CONFIG = [
+    ({"aim:gpuCount": "many"}, "aim:gpuCount: 'many' is not allowed: expected auto or a whole number from 1 to 64"),
+    ({"aim:metric": "cheap"}, "aim:metric: 'cheap' is not allowed"),
+    ({"aim:gpu": "H100"}, "unknown GPU 'H100': expected one of MI210"),
+    ({"aim:model": "nobody/unknown-model", "HF_HUB_OFFLINE": "1"}, "nobody/unknown-model"),
+    ({"aim:precision": "fp8", "aim:gpu": "MI250"}, "MI250 (gfx90a) has no fp8 path"),
+    ({"aim:model": "meta-llama/Llama-3.1-405B-Instruct"}, "nothing can serve meta-llama/Llama-3.1-405B-Instruct on 1"),
+    ({"aim:recipe": "no-such-recipe"}, "unknown recipe 'no-such-recipe'"),
+    ({"aim:vllmExtraArgs": '["--swap-space", "4"]'}, "vllm extra argument --swap-space"),
+    ({"aim:maxModelLen": "1000000"}, "max_model_len 1000000: expected 256 to 40960"),
+    ({"aim:replicas": "4"}, "aim:replicas 4: only 1 fit on one node"),
+    ({"aim:baseImage": "rocm/vllm:latest"}, "aim:baseImage: 'rocm/vllm:latest' is not allowed"),
+    ({"aim:nodePort": "99"}, "aim:nodePort: 99 is not allowed"),
+    ({"aim:modle": "x"}, "aim:modle: unknown config key; did you mean aim:model?"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), BAD_CONFIG)
+def test_bad_config_declares_nothing_and_says_one_line(
+    overrides: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if overrides.pop("HF_HUB_OFFLINE", None):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run_stack("dev", overrides)
+    assert result.error is not None
+    assert "\n" not in result.error
+    assert expected in result.error, result.error
+    assert result.resources == []
+
+
+class FakeApiServer(BaseHTTPRequestHandler):
+    """Answers `GET /api/v1/nodes` like a Kubernetes API server with two labelled GPU nodes and a CPU node."""
+
+    nodes: ClassVar[list[dict[str, object]]] = []
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] != "/api/v1/nodes":
+            self.send_error(404)
+            return
+        body = json.dumps({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": self.nodes}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def node(name: str, device_id: str | None, gpus: int) -> dict[str, object]:
+    labels = {"kubernetes.io/hostname": name}
+    if device_id:
+        labels["amd.com/gpu.device-id"] = device_id
+    allocatable = {"cpu": "192", "memory": "2Ti", **({"amd.com/gpu": str(gpus)} if gpus else {})}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "status": {"allocatable": allocatable, "capacity": allocatable},
+    }
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+                "users": [{"name": "fake", "user": {"token": "fake"}}],
+                "contexts": [{"name": "kubernetes-admin@kubernetes", "context": {"cluster": "fake", "user": "fake"}}],
+                "current-context": "kubernetes-admin@kubernetes",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    yield path
+    server.shutdown()
+
+
+def test_gpu_auto_reads_labels_and_allocatable_from_the_cluster(kubeconfig: Path) -> None:
+    FakeApiServer.nodes = [node("cpu-0", None, 0), node("gpu-0", "74a5", 8), node("gpu-1", "74a1", 4)]
+    result = run_stack("dev", {"aim:gpu": "auto", "aim:gpuCount": "auto"})
+    assert result.error is None, result.error
+    assert result.outputs["recipe"]["gpu"] == "MI325X"
+    assert result.outputs["recipe"]["gpus_available"] == 8
+
+
+def test_gpu_auto_with_no_labelled_node_says_what_to_set(kubeconfig: Path) -> None:
+    FakeApiServer.nodes = [node("cpu-0", None, 0)]
+    result = run_stack("dev", {"aim:gpu": "auto"})
+    assert result.error is not None and "set aim:gpu and aim:gpuCount" in result.error
+    assert result.resources == []
+
+
+def test_gpu_auto_with_an_unreachable_cluster_says_what_to_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "kubernetes-admin@kubernetes", "context": {"cluster": "gone", "user": "u"}}],
+                "current-context": "kubernetes-admin@kubernetes",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    result = run_stack("dev", {"aim:gpu": "auto"})
+    assert result.error is not None and result.error.startswith("aim:gpu auto: cannot list nodes")
+    assert "set aim:gpu and aim:gpuCount" in result.error and "\n" not in result.error
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    result = run_stack("dev", {"aim:gpu": "auto"})
+    assert result.error is not None and "no usable kubeconfig" in result.error
