@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import yaml
 
 from ..recipes.explain import explain_decision
 from ..recipes.selection import Decision
+from .kube import KubernetesObject
 
 GIB = 2**30
 API_PORT = 8000
@@ -102,11 +102,11 @@ def decision_hash(decision: Decision, image: str) -> str:
 class AimEngine(pulumi.ComponentResource):
     """The inference workload for one decision. The Kubernetes provider comes in through `opts`."""
 
-    namespace: k8s.core.v1.Namespace
-    deployment: k8s.apps.v1.Deployment
-    service: k8s.core.v1.Service
-    config_map: k8s.core.v1.ConfigMap
-    model_cache: k8s.core.v1.PersistentVolumeClaim
+    namespace: KubernetesObject
+    deployment: KubernetesObject
+    service: KubernetesObject
+    config_map: KubernetesObject
+    model_cache: KubernetesObject
     selector_labels: dict[str, str]
     labels: dict[str, str]
 
@@ -128,44 +128,62 @@ class AimEngine(pulumi.ComponentResource):
         }
         child = pulumi.ResourceOptions(parent=self)
 
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata={"name": ns, "labels": {"app.kubernetes.io/part-of": "aim"}}, opts=child
+        self.namespace = KubernetesObject(
+            f"{name}-namespace",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"app.kubernetes.io/part-of": "aim"}},
+            },
+            opts=child,
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
 
-        self.service_account = k8s.core.v1.ServiceAccount(
+        self.service_account = KubernetesObject(
             f"{name}-sa",
-            metadata={"name": name, "namespace": ns, "labels": self.labels},
-            automount_service_account_token=False,
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": ns, "labels": self.labels},
+                "automountServiceAccountToken": False,
+            },
             opts=in_ns,
         )
         self.hf_token_secret = self._secret(name, "hf-token", "HF_TOKEN", args.hf_token, ns, in_ns)
         self.api_key_secret = self._secret(name, "api-key", "VLLM_API_KEY", args.api_key, ns, in_ns)
 
-        self.config_map = k8s.core.v1.ConfigMap(
+        self.config_map = KubernetesObject(
             f"{name}-recipe",
-            metadata={"name": f"{name}-recipe", "namespace": ns, "labels": self.labels},
-            data={
-                "recipe.yaml": yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False),
-                "decision.json": json.dumps(decision.summary(), indent=2, sort_keys=True),
-                "explanation.txt": explain_decision(decision),
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-recipe", "namespace": ns, "labels": self.labels},
+                "data": {
+                    "recipe.yaml": yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False),
+                    "decision.json": json.dumps(decision.summary(), indent=2, sort_keys=True),
+                    "explanation.txt": explain_decision(decision),
+                },
             },
             opts=in_ns,
         )
 
-        self.model_cache = k8s.core.v1.PersistentVolumeClaim(
+        self.model_cache = KubernetesObject(
             f"{name}-model-cache",
-            metadata={
-                "name": f"{name}-model-cache",
-                "namespace": ns,
-                "labels": self.labels,
-                # WaitForFirstConsumer classes bind only when the pod is scheduled: waiting here would deadlock.
-                "annotations": SKIP_AWAIT,
-            },
-            spec={
-                "access_modes": [args.cache_access_mode],
-                "resources": {"requests": {"storage": args.cache_size or cache_quantity(decision)}},
-                **({"storage_class_name": args.storage_class} if args.storage_class else {}),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {
+                    "name": f"{name}-model-cache",
+                    "namespace": ns,
+                    "labels": self.labels,
+                    # WaitForFirstConsumer classes bind only when the pod is scheduled: waiting here would deadlock.
+                    "annotations": SKIP_AWAIT,
+                },
+                "spec": {
+                    "accessModes": [args.cache_access_mode],
+                    "resources": {"requests": {"storage": args.cache_size or cache_quantity(decision)}},
+                    **({"storageClassName": args.storage_class} if args.storage_class else {}),
+                },
             },
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.namespace, *args.depends_on], retain_on_delete=args.retain_model_cache
@@ -173,16 +191,20 @@ class AimEngine(pulumi.ComponentResource):
         )
 
         model_dir = model_directory(args.model_id, args.model_revision)
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = KubernetesObject(
             f"{name}-deployment",
-            metadata={"name": name, "namespace": ns, "labels": self.labels},
-            spec={
-                "replicas": args.replicas,
-                "strategy": {"type": "Recreate"},  # GPUs are not free for a surge pod; never run old and new at once
-                "selector": {"match_labels": self.selector_labels},
-                "template": pulumi.Output.from_input(args.image).apply(
-                    lambda image: self._pod_template(name, args, model_dir, image)
-                ),
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns, "labels": self.labels},
+                "spec": {
+                    "replicas": args.replicas,
+                    "strategy": {"type": "Recreate"},  # GPUs are not free for a surge pod: never old and new at once
+                    "selector": {"matchLabels": self.selector_labels},
+                    "template": pulumi.Output.from_input(args.image).apply(
+                        lambda image: self._pod_template(name, args, model_dir, image)
+                    ),
+                },
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -193,25 +215,31 @@ class AimEngine(pulumi.ComponentResource):
             ),
         )
 
-        service_port: dict[str, Any] = {"name": "http", "port": API_PORT, "target_port": "http", "protocol": "TCP"}
+        service_port: dict[str, Any] = {"name": "http", "port": API_PORT, "targetPort": "http", "protocol": "TCP"}
         if args.service_type == "NodePort" and args.node_port:
-            service_port["node_port"] = args.node_port
-        self.service = k8s.core.v1.Service(
+            service_port["nodePort"] = args.node_port
+        self.service = KubernetesObject(
             f"{name}-service",
-            metadata={"name": name, "namespace": ns, "labels": self.labels, "annotations": SKIP_AWAIT},
-            spec={"type": args.service_type, "selector": self.selector_labels, "ports": [service_port]},
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": ns, "labels": self.labels, "annotations": SKIP_AWAIT},
+                "spec": {"type": args.service_type, "selector": self.selector_labels, "ports": [service_port]},
+            },
             opts=in_ns,
         )
         if args.replicas > 1:
-            self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+            self.disruption_budget = KubernetesObject(
                 f"{name}-pdb",
-                metadata={"name": name, "namespace": ns, "labels": self.labels},
-                spec={"max_unavailable": 1, "selector": {"match_labels": self.selector_labels}},
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": {"name": name, "namespace": ns, "labels": self.labels},
+                    "spec": {"maxUnavailable": 1, "selector": {"matchLabels": self.selector_labels}},
+                },
                 opts=in_ns,
             )
-        self.register_outputs(
-            {"namespace": ns, "deployment": self.deployment.metadata["name"], "service": self.service.metadata["name"]}
-        )
+        self.register_outputs({"namespace": ns, "deployment": name, "service": name})
 
     def _secret(
         self,
@@ -221,14 +249,18 @@ class AimEngine(pulumi.ComponentResource):
         value: pulumi.Input[str] | None,
         namespace: str,
         opts: pulumi.ResourceOptions,
-    ) -> k8s.core.v1.Secret | None:
+    ) -> KubernetesObject | None:
         if value is None:
             return None
-        return k8s.core.v1.Secret(
+        return KubernetesObject(
             f"{name}-{suffix}",
-            metadata={"name": f"{name}-{suffix}", "namespace": namespace, "labels": self.labels},
-            type="Opaque",
-            string_data={key: pulumi.Output.secret(value)},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-{suffix}", "namespace": namespace, "labels": self.labels},
+                "type": "Opaque",
+                "stringData": {key: value},
+            },
             opts=opts,
         )
 
@@ -238,21 +270,21 @@ class AimEngine(pulumi.ComponentResource):
         hf_env = []
         if self.hf_token_secret is not None:
             hf_env = [
-                {"name": "HF_TOKEN", "value_from": {"secret_key_ref": {"name": f"{name}-hf-token", "key": "HF_TOKEN"}}}
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{name}-hf-token", "key": "HF_TOKEN"}}}
             ]
         api_env = []
         if self.api_key_secret is not None:
             api_env = [
                 {
                     "name": "VLLM_API_KEY",
-                    "value_from": {"secret_key_ref": {"name": f"{name}-api-key", "key": "VLLM_API_KEY"}},
+                    "valueFrom": {"secretKeyRef": {"name": f"{name}-api-key", "key": "VLLM_API_KEY"}},
                 }
             ]
         download_command = ["python3", "-m", "aim_infra.download", "--model", args.model_id, "--dest", model_dir]
         if args.model_revision:
             download_command += ["--revision", args.model_revision]
-        cache_mount = {"name": "model-cache", "mount_path": MODELS_MOUNT}
-        health = {"http_get": {"path": "/health", "port": "http"}}
+        cache_mount = {"name": "model-cache", "mountPath": MODELS_MOUNT}
+        health = {"httpGet": {"path": "/health", "port": "http"}}
         return {
             "metadata": {
                 "labels": self.labels,
@@ -263,13 +295,13 @@ class AimEngine(pulumi.ComponentResource):
                 },
             },
             "spec": {
-                "service_account_name": name,
-                "automount_service_account_token": False,
-                "termination_grace_period_seconds": 120,  # let in-flight requests finish
-                "security_context": {"supplemental_groups": [VIDEO_GROUP_ID, args.render_group_id]},
+                "serviceAccountName": name,
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 120,  # let in-flight requests finish
+                "securityContext": {"supplementalGroups": [VIDEO_GROUP_ID, args.render_group_id]},
                 "affinity": self._gpu_affinity(args),
                 "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                "init_containers": [
+                "initContainers": [
                     {
                         "name": "model-download",
                         "image": image,
@@ -279,7 +311,7 @@ class AimEngine(pulumi.ComponentResource):
                             {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
                             *hf_env,
                         ],
-                        "volume_mounts": [cache_mount],
+                        "volumeMounts": [cache_mount],
                         "resources": {
                             "requests": {"cpu": "1", "memory": "2Gi"},
                             "limits": {"cpu": "4", "memory": "8Gi"},
@@ -310,36 +342,36 @@ class AimEngine(pulumi.ComponentResource):
                             *({"name": k, "value": v} for k, v in sorted(decision.env.items())),
                             *api_env,
                         ],
-                        "ports": [{"name": "http", "container_port": API_PORT, "protocol": "TCP"}],
+                        "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
                         "resources": pod_resources(decision),
-                        "volume_mounts": [
-                            {**cache_mount, "read_only": True},
-                            {"name": "dshm", "mount_path": "/dev/shm"},
+                        "volumeMounts": [
+                            {**cache_mount, "readOnly": True},
+                            {"name": "dshm", "mountPath": "/dev/shm"},
                         ],
-                        "startup_probe": {
+                        "startupProbe": {
                             **health,
-                            "period_seconds": PROBE_PERIOD_SECONDS,
-                            "timeout_seconds": 5,
-                            "failure_threshold": startup // PROBE_PERIOD_SECONDS,
+                            "periodSeconds": PROBE_PERIOD_SECONDS,
+                            "timeoutSeconds": 5,
+                            "failureThreshold": startup // PROBE_PERIOD_SECONDS,
                         },
-                        "readiness_probe": {
+                        "readinessProbe": {
                             **health,
-                            "period_seconds": 10,
-                            "timeout_seconds": 5,
-                            "failure_threshold": 3,
+                            "periodSeconds": 10,
+                            "timeoutSeconds": 5,
+                            "failureThreshold": 3,
                         },
                         # Patient: a busy engine answers /health late; restarting it would drop every request.
-                        "liveness_probe": {
+                        "livenessProbe": {
                             **health,
-                            "period_seconds": 30,
-                            "timeout_seconds": 10,
-                            "failure_threshold": 6,
+                            "periodSeconds": 30,
+                            "timeoutSeconds": 10,
+                            "failureThreshold": 6,
                         },
                     }
                 ],
                 "volumes": [
-                    {"name": "model-cache", "persistent_volume_claim": {"claim_name": f"{name}-model-cache"}},
-                    {"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": f"{shm_gib(decision)}Gi"}},
+                    {"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{name}-model-cache"}},
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib(decision)}Gi"}},
                 ],
             },
         }
@@ -350,18 +382,12 @@ class AimEngine(pulumi.ComponentResource):
         stack installs the labeller, or the GPU type was read from them); otherwise only preferred, so a cluster
         without the labeller still schedules on `amd.com/gpu` capacity."""
         term = {
-            "match_expressions": [
+            "matchExpressions": [
                 {"key": "amd.com/gpu.device-id", "operator": "In", "values": list(args.decision.gpu.pci_device_ids)}
             ]
         }
         if args.require_gpu_labels:
-            return {
-                "node_affinity": {
-                    "required_during_scheduling_ignored_during_execution": {"node_selector_terms": [term]}
-                }
-            }
+            return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
         return {
-            "node_affinity": {
-                "preferred_during_scheduling_ignored_during_execution": [{"weight": 100, "preference": term}]
-            }
+            "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}
         }
