@@ -130,3 +130,19 @@ def test_image_repository_follows_registry_and_image() -> None:
     assert parse_settings({"registry": "false", "image": "reg.example.com/aim/engine"}).image_repository == (
         "reg.example.com/aim/engine"
     )
+
+
+def test_readme_configuration_reference_matches_the_project_file() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+    for key, spec in PROJECT["config"].items():
+        row = rows.get(f"aim:{key}")
+        assert row is not None, f"README lacks aim:{key}"
+        assert f"| {spec['type']} |" in row, f"README type of aim:{key}"
+        if "default" in spec:
+            default = spec["default"]
+            shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
+            shown = '""' if shown == "" else "[]" if shown == [] else shown
+            assert f"`{shown}`" in row, f"README default of aim:{key}"
+    assert set(rows) == {f"aim:{k}" for k in PROJECT["config"]} | {"kubernetes:context"}
