@@ -17,7 +17,7 @@ from .recipes.precision import PrecisionWish
 NAMESPACE = "aim"
 SECRET_KEYS = ("hfToken", "apiKey")
 #: The ROCm vLLM image the AIM image builds on. Pinned: a tag that names ROCm and vLLM versions, never `latest`.
-DEFAULT_BASE_IMAGE = "rocm/vllm:rocm7.0.0_vllm_0.11.1_20251103"
+DEFAULT_BASE_IMAGE = "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0"
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 IMAGE_REF = re.compile(

@@ -338,6 +338,13 @@ class AimEngine(pulumi.ComponentResource):
                             {"name": "AIM_GPU", "value": decision.gpu.name},
                             {"name": "AIM_GPU_COUNT", "value": str(recipe.gpu_count)},
                             {"name": "AIM_MODEL_DIR", "value": model_dir},
+                            # The preflight checks the download marker is for this model and revision.
+                            {"name": "AIM_MODEL", "value": args.model_id},
+                            *(
+                                [{"name": "AIM_MODEL_REVISION", "value": args.model_revision}]
+                                if args.model_revision
+                                else []
+                            ),
                             {"name": "HF_HUB_OFFLINE", "value": "1"},  # the init container already downloaded it
                             *({"name": k, "value": v} for k, v in sorted(decision.env.items())),
                             *api_env,

@@ -146,3 +146,11 @@ def test_readme_configuration_reference_matches_the_project_file() -> None:
             shown = '""' if shown == "" else "[]" if shown == [] else shown
             assert f"`{shown}`" in row, f"README default of aim:{key}"
     assert set(rows) == {f"aim:{k}" for k in PROJECT["config"]} | {"kubernetes:context"}
+
+
+def test_the_default_base_image_is_the_dockerfiles() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    default = next(
+        line.split("=", 1)[1].strip() for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE=")
+    )
+    assert Settings().base_image == default == PROJECT["config"]["baseImage"]["default"]
