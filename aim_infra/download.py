@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .hub_support import causes, first_line, hub_offline
+
 #: The marker a finished download leaves in the model directory (JSON, see DownloadMarker).
 MARKER_NAME = ".aim-download-complete"
 MARKER_FORMAT = 1
@@ -56,7 +58,6 @@ PREFIX = "aim download:"
 #: two downloads out of one directory lives there too.
 _HF_LOCAL_CACHE = ".cache"
 LOCK_NAME = "aim-download.lock"
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 class IncompleteDownload(Exception):
@@ -250,7 +251,7 @@ def download(model: str, dest: Path | str, revision: str | None = None) -> Outco
     hub = _import_hub()
     endpoint = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/") or None
     shown_endpoint = endpoint or hub.constants.ENDPOINT
-    if _offline(hub):
+    if hub_offline():
         raise DownloadError(
             f"{model}: HF_HUB_OFFLINE is set and {dest} holds no complete download of it: unset HF_HUB_OFFLINE, "
             f"or copy the model into {dest} and run this once with network access"
@@ -383,25 +384,6 @@ def _import_hub() -> Any:
     return huggingface_hub
 
 
-def _offline(hub: Any) -> bool:
-    value = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").strip().upper()
-    return value in _TRUE or bool(hub.constants.is_offline_mode())
-
-
-def _first_line(error: BaseException) -> str:
-    text = " ".join(str(error).split("\n\n")[0].split())
-    return text[:200] or type(error).__name__
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def _explain(error: BaseException, model: str, revision: str, endpoint: str, dest: str) -> str:
     """One line for whatever huggingface_hub raised: what failed for which model, and the fix."""
     import httpx2
@@ -417,7 +399,7 @@ def _explain(error: BaseException, model: str, revision: str, endpoint: str, des
     has_token = bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"))
     page = f"{endpoint}/{model}"
     resume = "the next start keeps the files already fetched"
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, GatedRepoError):
             if has_token:
                 return (
@@ -441,17 +423,17 @@ def _explain(error: BaseException, model: str, revision: str, endpoint: str, des
                 return f"{model}: {endpoint} refused the request (HTTP 401 unauthorised): {fix}"
             if status == 429 or status >= 500:
                 return f"{model}: the Hub at {endpoint} answered HTTP {status}: retry later; {resume}"
-            return f"{model}: the Hub at {endpoint} answered HTTP {status} ({_first_line(cause)}): check the model id"
+            return f"{model}: the Hub at {endpoint} answered HTTP {status} ({first_line(cause)}): check the model id"
         if isinstance(cause, httpx2.ProxyError):
-            return f"{model}: the proxy refused the connection to {endpoint} ({_first_line(cause)}): check HTTPS_PROXY"
+            return f"{model}: the proxy refused the connection to {endpoint} ({first_line(cause)}): check HTTPS_PROXY"
         if isinstance(cause, httpx2.TransportError | httpx2.InvalidURL | ConnectionError | TimeoutError):
             return (
-                f"{model}: cannot reach the Hub at {endpoint} ({type(cause).__name__}: {_first_line(cause)}): "
+                f"{model}: cannot reach the Hub at {endpoint} ({type(cause).__name__}: {first_line(cause)}): "
                 f"check the network, proxy and HF_ENDPOINT; {resume}"
             )
         if isinstance(cause, OSError) and cause.errno is not None:
             return f"{model}: writing {dest} failed ({cause.strerror or cause}): check the volume's space and access"
-    return f"{model}: download failed ({type(error).__name__}: {_first_line(error)}); {resume}"
+    return f"{model}: download failed ({type(error).__name__}: {first_line(error)}); {resume}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -494,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PREFIX} {args.model}: interrupted; the next start keeps the files already fetched", file=sys.stderr)
         return 130
     except Exception as error:  # never a traceback in the init container's log
-        print(f"{PREFIX} {args.model}: unexpected {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+        print(f"{PREFIX} {args.model}: unexpected {type(error).__name__}: {first_line(error)}", file=sys.stderr)
         return 1
     marker = outcome.marker
     what = f"{marker.model}@{marker.revision} (commit {(marker.commit or 'unknown')[:12]})"

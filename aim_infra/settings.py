@@ -217,7 +217,7 @@ def _pinned(reference: str) -> bool:
     if "@sha256:" in reference:
         return True
     last = reference.rsplit("/", 1)[-1]
-    return ":" in last and not last.endswith(":latest")
+    return ":" in last and last.rsplit(":", 1)[1] != "latest"
 
 
 def field_keys() -> dict[str, str]:

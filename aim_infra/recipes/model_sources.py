@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..hub_support import causes, first_line, hub_offline
 from .errors import AimError
 from .model_config import WeightTotals, estimate_parameters, profile_from_config
 from .model_profile import ModelCatalogue, ModelProfile, load_model_catalogue
@@ -30,8 +31,6 @@ SINGLE_FILE = "model.safetensors"
 
 #: A safetensors header larger than this is not a header (huggingface_hub refuses 25 MB; leave some room).
 _MAX_HEADER_BYTES = 100_000_000
-
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -177,28 +176,6 @@ def read_local_model(path: Path) -> ModelProfile:
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def _offline() -> bool:
-    """HF_HUB_OFFLINE as set now (huggingface_hub itself only reads it once, at import)."""
-    from huggingface_hub import constants
-
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.upper() in _TRUE or constants.is_offline_mode()
-
-
-def _first_line(error: BaseException) -> str:
-    text = " ".join(str(error).split("\n\n")[0].split())
-    return text[:200] or type(error).__name__
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoint: str, offline: bool) -> AimError:
     """One actionable line for whatever huggingface_hub raised."""
     import httpx2
@@ -250,7 +227,7 @@ def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoi
             f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
             f"pass a local model directory, use a bundled model, or unset HF_HUB_OFFLINE"
         )
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
             status = cause.response.status_code
             if status == 401:
@@ -262,17 +239,17 @@ def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoi
                     f"retry later, {local_hint}"
                 )
             return AimError(
-                f"{model}: the Hub at {endpoint} answered HTTP {status} ({_first_line(cause)}): "
+                f"{model}: the Hub at {endpoint} answered HTTP {status} ({first_line(cause)}): "
                 f"check the model id and HF_TOKEN, {local_hint}"
             )
         if isinstance(cause, (httpx2.ProxyError,)):
             return AimError(
-                f"{model}: the proxy refused the connection to {endpoint} ({_first_line(cause)}): "
+                f"{model}: the proxy refused the connection to {endpoint} ({first_line(cause)}): "
                 f"check HTTPS_PROXY/NO_PROXY, {local_hint}"
             )
         if isinstance(cause, (httpx2.TransportError, httpx2.InvalidURL, OfflineModeIsEnabled, ConnectionError)):
             return AimError(
-                f"{model}: cannot reach the Hugging Face Hub at {endpoint} ({_first_line(cause)}) and config.json is "
+                f"{model}: cannot reach the Hugging Face Hub at {endpoint} ({first_line(cause)}) and config.json is "
                 f"not cached: check the network, the proxy and HF_ENDPOINT, {local_hint}"
             )
         if isinstance(cause, FileMetadataError):
@@ -282,11 +259,11 @@ def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoi
             )
     if isinstance(error, PermissionError):
         return AimError(
-            f"{model}: cannot write the Hugging Face cache ({_first_line(error)}): set HF_HOME to a writable folder"
+            f"{model}: cannot write the Hugging Face cache ({first_line(error)}): set HF_HOME to a writable folder"
         )
     return AimError(
         f"{model}: fetching config.json from {endpoint} failed ({type(error).__name__}: "
-        f"{_first_line(error)}); {local_hint}"
+        f"{first_line(error)}); {local_hint}"
     )
 
 
@@ -339,7 +316,7 @@ def fetch_hub_profile(model_id: str, revision: str | None = None) -> ModelProfil
     endpoint_env = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/")
     endpoint = endpoint_env or None
     shown = endpoint_env or constants.ENDPOINT
-    offline = _offline()
+    offline = hub_offline()
     try:
         config_path = hf_hub_download(
             model_id, CONFIG_FILE, revision=revision, endpoint=endpoint, local_files_only=offline
@@ -368,7 +345,7 @@ def fetch_hub_profile(model_id: str, revision: str | None = None) -> ModelProfil
             note = "no safetensors weights on the Hub"
         except (HfHubHTTPError, httpx2.HTTPError, OfflineModeIsEnabled, SafetensorsParsingError, OSError) as error:
             weights = _cached_index_totals(model_id, revision)
-            note = f"safetensors metadata unavailable ({type(error).__name__}: {_first_line(error)})"
+            note = f"safetensors metadata unavailable ({type(error).__name__}: {first_line(error)})"
         try:
             gated = bool(api.model_info(model_id, revision=revision, expand=["gated"]).gated)
         except (HfHubHTTPError, httpx2.HTTPError, OSError, ValueError, KeyError, TypeError):
