@@ -166,6 +166,7 @@ def run_stack(
     class Monitor(pulumi_mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
             response = super().RegisterResource(request)
+            _close_worker_loop()
             if request.type != "pulumi:pulumi:Stack":
                 timeouts = request.customTimeouts
                 result.resources.append(
@@ -189,6 +190,8 @@ def run_stack(
                             "ignore_changes": list(request.ignoreChanges),
                             "protect": bool(request.protect),
                             "replace_on_changes": list(request.replaceOnChanges),
+                            "additional_secret_outputs": list(request.additionalSecretOutputs),
+                            "version": request.version,
                         },
                     )
                 )
@@ -224,6 +227,23 @@ def run_stack(
     finally:
         _close_event_loop()
     return result
+
+
+def _close_worker_loop() -> None:
+    """The mock monitor runs in the SDK's worker threads and opens an event loop in each (never closed): close it
+    there, or the interpreter finalises it at exit and may print `Exception ignored in BaseEventLoop.__del__`."""
+    import asyncio
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # none opened in this thread (the stack's own registration needs none)
+        return
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def _close_event_loop() -> None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import yaml
 from pulumi import ResourceOptions
-from pulumi_kubernetes import helm
+
+from .kube import HelmRelease, KubernetesObject
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -266,8 +266,9 @@ def local_path_config() -> dict[str, str]:
     }
 
 
-def _rule(api_group: str, resources: Sequence[str], verbs: Sequence[str]) -> k8s.rbac.v1.PolicyRuleArgs:
-    return k8s.rbac.v1.PolicyRuleArgs(api_groups=[api_group], resources=list(resources), verbs=list(verbs))
+def _rule(api_group: str, resources: Sequence[str], verbs: Sequence[str]) -> dict[str, list[str]]:
+    """One RBAC PolicyRule."""
+    return {"apiGroups": [api_group], "resources": list(resources), "verbs": list(verbs)}
 
 
 # What local-path-provisioner v0.0.37 calls, cluster-wide (its controller library watches every namespace).
@@ -305,10 +306,10 @@ class ClusterAddons(pulumi.ComponentResource):
     `ready` (what workloads should depend on), `storage_class_name`, `monitoring_namespace`,
     `monitoring_release_name`. The Kubernetes provider comes through `opts` and is inherited by every child."""
 
-    releases: dict[str, helm.v3.Release]
-    namespaces: dict[str, k8s.core.v1.Namespace]
+    releases: dict[str, HelmRelease]
+    namespaces: dict[str, KubernetesObject]
     ready: list[pulumi.Resource]
-    storage_class: k8s.storage.v1.StorageClass | None
+    storage_class: KubernetesObject | None
     storage_class_name: str | None
     monitoring_namespace: str | None
     monitoring_release_name: str | None
@@ -369,11 +370,15 @@ class ClusterAddons(pulumi.ComponentResource):
 
     def _namespace(
         self, key: str, namespace: str, labels: Mapping[str, str], depends_on: Sequence[pulumi.Resource] = ()
-    ) -> k8s.core.v1.Namespace:
+    ) -> KubernetesObject:
         # The stack owns every namespace it installs into (Helm never creates one): destroy removes them cleanly.
-        resource = k8s.core.v1.Namespace(
+        resource = KubernetesObject(
             f"{self._name}-{key.replace('_', '-')}-ns",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace, labels={**MANAGED_BY, **labels}),
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": {**MANAGED_BY, **labels}},
+            },
             opts=self._child(depends_on),
         )
         self.namespaces[key] = resource
@@ -381,32 +386,32 @@ class ClusterAddons(pulumi.ComponentResource):
 
     def _release(
         self, key: str, pin: ChartPin, values: Mapping[str, Any], depends_on: Sequence[pulumi.Resource]
-    ) -> helm.v3.Release:
-        # Every release is awaited (skip_await=False): each waits only for its own workloads, which can all become
+    ) -> HelmRelease:
+        # Every release is awaited (skipAwait: false): each waits only for its own workloads, which can all become
         # ready on their own once the pod network is up (they wait for Calico when we install it), and later
-        # resources rely on that (CRDs of kube-prometheus-stack, `amd.com/gpu` capacity). atomic=False and
-        # cleanup_on_fail=False: a slow start must not uninstall what is already running.
-        release = helm.v3.Release(
+        # resources rely on that (CRDs of kube-prometheus-stack, `amd.com/gpu` capacity). atomic and cleanupOnFail
+        # false: a slow start must not uninstall what is already running.
+        release = HelmRelease(
             f"{self._name}-{key.replace('_', '-')}",
-            helm.v3.ReleaseArgs(
-                name=pin.release_name,
-                namespace=pin.namespace,
-                chart=pin.chart,
-                version=pin.version,
-                repository_opts=helm.v3.RepositoryOptsArgs(repo=pin.repo),
-                values=dict(values),
-                timeout=pin.timeout_seconds,
-                atomic=False,
-                cleanup_on_fail=False,
-                skip_await=False,
-                create_namespace=False,
-            ),
+            {
+                "name": pin.release_name,
+                "namespace": pin.namespace,
+                "chart": pin.chart,
+                "version": pin.version,
+                "repositoryOpts": {"repo": pin.repo},
+                "values": dict(values),
+                "timeout": pin.timeout_seconds,
+                "atomic": False,
+                "cleanupOnFail": False,
+                "skipAwait": False,
+                "createNamespace": False,
+            },
             opts=self._child(depends_on),
         )
         self.releases[key] = release
         return release
 
-    def _local_path(self, first: Sequence[pulumi.Resource]) -> k8s.storage.v1.StorageClass:
+    def _local_path(self, first: Sequence[pulumi.Resource]) -> KubernetesObject:
         """local-path-provisioner, declared object by object (it has no Helm repository)."""
         prefix = f"{self._name}-local-path"
         labels = {
@@ -419,84 +424,107 @@ class ClusterAddons(pulumi.ComponentResource):
         # Helper pods mount host directories.
         namespace = self._namespace("local_path", LOCAL_PATH_NAMESPACE, PRIVILEGED_NAMESPACE, first)
 
-        def meta(name: str, namespaced: bool = True) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=LOCAL_PATH_NAMESPACE if namespaced else None, labels=labels
-            )
+        def meta(name: str, namespaced: bool = True) -> dict[str, Any]:
+            return {"name": name, **({"namespace": LOCAL_PATH_NAMESPACE} if namespaced else {}), "labels": labels}
 
-        account = k8s.core.v1.ServiceAccount(
-            f"{prefix}-service-account", metadata=meta(LOCAL_PATH_NAME), opts=self._child([namespace])
-        )
-        subject = k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=LOCAL_PATH_NAME, namespace=LOCAL_PATH_NAMESPACE)
-        cluster_role = k8s.rbac.v1.ClusterRole(
-            f"{prefix}-cluster-role",
-            metadata=meta(LOCAL_PATH_NAME, namespaced=False),
-            rules=LOCAL_PATH_CLUSTER_RULES,
-            opts=self._child(),
-        )
-        cluster_binding = k8s.rbac.v1.ClusterRoleBinding(
-            f"{prefix}-cluster-role-binding",
-            metadata=meta(LOCAL_PATH_NAME, namespaced=False),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=LOCAL_PATH_NAME
-            ),
-            subjects=[subject],
-            opts=self._child([cluster_role, account]),
-        )
-        role = k8s.rbac.v1.Role(
-            f"{prefix}-role",
-            metadata=meta(LOCAL_PATH_NAME),
-            rules=LOCAL_PATH_NAMESPACE_RULES,
+        rbac = "rbac.authorization.k8s.io/v1"
+        account = KubernetesObject(
+            f"{prefix}-service-account",
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(LOCAL_PATH_NAME)},
             opts=self._child([namespace]),
         )
-        binding = k8s.rbac.v1.RoleBinding(
+        subject = {"kind": "ServiceAccount", "name": LOCAL_PATH_NAME, "namespace": LOCAL_PATH_NAMESPACE}
+        cluster_role = KubernetesObject(
+            f"{prefix}-cluster-role",
+            {
+                "apiVersion": rbac,
+                "kind": "ClusterRole",
+                "metadata": meta(LOCAL_PATH_NAME, namespaced=False),
+                "rules": LOCAL_PATH_CLUSTER_RULES,
+            },
+            opts=self._child(),
+        )
+        cluster_binding = KubernetesObject(
+            f"{prefix}-cluster-role-binding",
+            {
+                "apiVersion": rbac,
+                "kind": "ClusterRoleBinding",
+                "metadata": meta(LOCAL_PATH_NAME, namespaced=False),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": LOCAL_PATH_NAME},
+                "subjects": [subject],
+            },
+            opts=self._child([cluster_role, account]),
+        )
+        role = KubernetesObject(
+            f"{prefix}-role",
+            {
+                "apiVersion": rbac,
+                "kind": "Role",
+                "metadata": meta(LOCAL_PATH_NAME),
+                "rules": LOCAL_PATH_NAMESPACE_RULES,
+            },
+            opts=self._child([namespace]),
+        )
+        binding = KubernetesObject(
             f"{prefix}-role-binding",
-            metadata=meta(LOCAL_PATH_NAME),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=LOCAL_PATH_NAME),
-            subjects=[subject],
+            {
+                "apiVersion": rbac,
+                "kind": "RoleBinding",
+                "metadata": meta(LOCAL_PATH_NAME),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LOCAL_PATH_NAME},
+                "subjects": [subject],
+            },
             opts=self._child([role, account]),
         )
-        config = k8s.core.v1.ConfigMap(
+        config = KubernetesObject(
             f"{prefix}-config",
-            metadata=meta(LOCAL_PATH_CONFIG_MAP),
-            data=local_path_config(),
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": meta(LOCAL_PATH_CONFIG_MAP),
+                "data": local_path_config(),
+            },
             opts=self._child([namespace]),
         )
         deployment = self._local_path_deployment(
             prefix, meta(LOCAL_PATH_NAME), labels, selector, [account, binding, cluster_binding, config, *first]
         )
         # The class comes last: a workload that depends on it finds a running provisioner behind it.
-        return k8s.storage.v1.StorageClass(
+        return KubernetesObject(
             f"{prefix}-storage-class",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=LOCAL_PATH_STORAGE_CLASS,
-                labels=labels,
-                # Node-local, RWO-only storage must never catch claims that name no class.
-                annotations={"storageclass.kubernetes.io/is-default-class": "false"},
-            ),
-            provisioner=LOCAL_PATH_PROVISIONER,
-            # Bind when the pod is scheduled: the volume is created on the node the pod landed on.
-            volume_binding_mode="WaitForFirstConsumer",
-            reclaim_policy="Delete",
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": LOCAL_PATH_STORAGE_CLASS,
+                    "labels": labels,
+                    # Node-local, RWO-only storage must never catch claims that name no class.
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "false"},
+                },
+                "provisioner": LOCAL_PATH_PROVISIONER,
+                # Bind when the pod is scheduled: the volume is created on the node the pod landed on.
+                "volumeBindingMode": "WaitForFirstConsumer",
+                "reclaimPolicy": "Delete",
+            },
             opts=self._child([deployment]),
         )
 
     def _local_path_deployment(
         self,
         prefix: str,
-        metadata: k8s.meta.v1.ObjectMetaArgs,
+        metadata: Mapping[str, Any],
         labels: Mapping[str, str],
         selector: Mapping[str, str],
         depends_on: Sequence[pulumi.Resource],
-    ) -> k8s.apps.v1.Deployment:
-        health = k8s.core.v1.HTTPGetActionArgs(path="/health", port="health")
-        container = k8s.core.v1.ContainerArgs(
-            name=LOCAL_PATH_NAME,
-            image=LOCAL_PATH_IMAGE,
-            image_pull_policy="IfNotPresent",
+    ) -> KubernetesObject:
+        health = {"path": "/health", "port": "health"}
+        container = {
+            "name": LOCAL_PATH_NAME,
+            "image": LOCAL_PATH_IMAGE,
+            "imagePullPolicy": "IfNotPresent",
             # The image is `scratch` with the binary and a CMD, no entrypoint: name the binary.
-            command=["/usr/bin/local-path-provisioner"],
-            args=[
+            "command": ["/usr/bin/local-path-provisioner"],
+            "args": [
                 "start",
                 "--config",
                 f"{LOCAL_PATH_CONFIG_DIR}config.json",
@@ -507,65 +535,53 @@ class ClusterAddons(pulumi.ComponentResource):
                 "--provisioner-name",
                 LOCAL_PATH_PROVISIONER,
             ],
-            env=[
+            "env": [
                 # Where helper pods are created and the ConfigMap is read.
-                k8s.core.v1.EnvVarArgs(
-                    name="POD_NAMESPACE",
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.namespace")
-                    ),
-                ),
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                 # Set: the provisioner re-reads helperPod.yaml from here every 30 s (config.json is re-read anyway).
-                k8s.core.v1.EnvVarArgs(name="CONFIG_MOUNT_PATH", value=LOCAL_PATH_CONFIG_DIR),
-                k8s.core.v1.EnvVarArgs(name="HEALTH_PORT", value=str(LOCAL_PATH_HEALTH_PORT)),
+                {"name": "CONFIG_MOUNT_PATH", "value": LOCAL_PATH_CONFIG_DIR},
+                {"name": "HEALTH_PORT", "value": str(LOCAL_PATH_HEALTH_PORT)},
             ],
-            ports=[k8s.core.v1.ContainerPortArgs(name="health", container_port=LOCAL_PATH_HEALTH_PORT, protocol="TCP")],
-            startup_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=5, failure_threshold=12),
-            liveness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=10),
+            "ports": [{"name": "health", "containerPort": LOCAL_PATH_HEALTH_PORT, "protocol": "TCP"}],
+            "startupProbe": {"httpGet": health, "periodSeconds": 5, "failureThreshold": 12},
+            "livenessProbe": {"httpGet": health, "periodSeconds": 10},
             # /ready lists configmaps, pods, PVCs, PVs and storage classes: it proves the RBAC works.
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port="health"), period_seconds=5
-            ),
-            resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={"cpu": "10m", "memory": "32Mi"}, limits={"memory": "128Mi"}
-            ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
-            volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="config-volume", mount_path=LOCAL_PATH_CONFIG_DIR, read_only=True)
-            ],
-        )
-        return k8s.apps.v1.Deployment(
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": "health"}, "periodSeconds": 5},
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [{"name": "config-volume", "mountPath": LOCAL_PATH_CONFIG_DIR, "readOnly": True}],
+        }
+        return KubernetesObject(
             f"{prefix}-provisioner",
-            metadata=metadata,
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
-                # No leader election in this provisioner: never run an old and a new pod side by side.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector)),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=LOCAL_PATH_NAME,
-                        # The provisioner only talks to the API server; the host work happens in helper pods.
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=65534,
-                            run_as_group=65534,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
-                        containers=[container],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="config-volume",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=LOCAL_PATH_CONFIG_MAP),
-                            )
-                        ],
-                    ),
-                ),
-            ),
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": dict(metadata),
+                "spec": {
+                    "replicas": 1,
+                    # No leader election in this provisioner: never run an old and a new pod side by side.
+                    "strategy": {"type": "Recreate"},
+                    "selector": {"matchLabels": dict(selector)},
+                    "template": {
+                        "metadata": {"labels": dict(labels)},
+                        "spec": {
+                            "serviceAccountName": LOCAL_PATH_NAME,
+                            # The provisioner only talks to the API server; the host work happens in helper pods.
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "runAsUser": 65534,
+                                "runAsGroup": 65534,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [container],
+                            "volumes": [{"name": "config-volume", "configMap": {"name": LOCAL_PATH_CONFIG_MAP}}],
+                        },
+                    },
+                },
+            },
             opts=self._child(depends_on),
         )

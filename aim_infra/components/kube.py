@@ -30,7 +30,10 @@ def type_token(api_version: str, kind: str) -> str:
 
 
 class KubernetesObject(pulumi.CustomResource):
-    """One Kubernetes object from a manifest with `apiVersion`, `kind` and camelCase fields (the API's own names)."""
+    """One Kubernetes object from a manifest with `apiVersion`, `kind` and camelCase fields (the API's own names).
+
+    As the generated classes do, a Secret's `data`/`stringData` are secret, and a kind that had older apiVersions
+    carries their type tokens as aliases (ALIASES)."""
 
     metadata: pulumi.Output[Any]
 
@@ -48,7 +51,11 @@ class KubernetesObject(pulumi.CustomResource):
             opts = pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_FIELDS))
             )
-        super().__init__(type_token(self.api_version, self.kind), name, properties, opts)
+        token = type_token(self.api_version, self.kind)
+        if token in ALIASES:
+            aliases = [pulumi.Alias(type_=alias) for alias in ALIASES[token]]
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases))
+        super().__init__(token, name, properties, opts)
 
 
 class HelmRelease(pulumi.CustomResource):
@@ -63,3 +70,176 @@ class HelmRelease(pulumi.CustomResource):
         # `compat: "true"` is what the generated Release class always sends (provider compatibility mode).
         properties = {"status": None, **spec, "compat": "true"}
         super().__init__("kubernetes:helm.sh/v3:Release", name, properties, _defaults(opts))
+
+
+#: The older type tokens each generated class of a stable API version (v1, v2) declares as aliases of its own, so an
+#: object first created under an older apiVersion keeps its state. Read from pulumi_kubernetes 4.x; test_kube checks
+#: the table against the installed package. (Beta and alpha apiVersions are not in it: nothing here declares them.)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "kubernetes:admissionregistration.k8s.io/v1:MutatingAdmissionPolicy": (
+        "kubernetes:admissionregistration.k8s.io/v1alpha1:MutatingAdmissionPolicy",
+        "kubernetes:admissionregistration.k8s.io/v1beta1:MutatingAdmissionPolicy",
+    ),
+    "kubernetes:admissionregistration.k8s.io/v1:MutatingAdmissionPolicyBinding": (
+        "kubernetes:admissionregistration.k8s.io/v1alpha1:MutatingAdmissionPolicyBinding",
+        "kubernetes:admissionregistration.k8s.io/v1beta1:MutatingAdmissionPolicyBinding",
+    ),
+    "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration": (
+        "kubernetes:admissionregistration.k8s.io/v1beta1:MutatingWebhookConfiguration",
+    ),
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy": (
+        "kubernetes:admissionregistration.k8s.io/v1alpha1:ValidatingAdmissionPolicy",
+        "kubernetes:admissionregistration.k8s.io/v1beta1:ValidatingAdmissionPolicy",
+    ),
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding": (
+        "kubernetes:admissionregistration.k8s.io/v1alpha1:ValidatingAdmissionPolicyBinding",
+        "kubernetes:admissionregistration.k8s.io/v1beta1:ValidatingAdmissionPolicyBinding",
+    ),
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingWebhookConfiguration": (
+        "kubernetes:admissionregistration.k8s.io/v1beta1:ValidatingWebhookConfiguration",
+    ),
+    "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition": (
+        "kubernetes:apiextensions.k8s.io/v1beta1:CustomResourceDefinition",
+    ),
+    "kubernetes:apiregistration.k8s.io/v1:APIService": (
+        "kubernetes:apiregistration.k8s.io/v1beta1:APIService",
+        "kubernetes:apiregistration/v1beta1:APIService",
+        "kubernetes:apiregistration/v1:APIService",
+    ),
+    "kubernetes:apps/v1:ControllerRevision": (
+        "kubernetes:apps/v1beta1:ControllerRevision",
+        "kubernetes:apps/v1beta2:ControllerRevision",
+    ),
+    "kubernetes:apps/v1:DaemonSet": ("kubernetes:apps/v1beta2:DaemonSet", "kubernetes:extensions/v1beta1:DaemonSet"),
+    "kubernetes:apps/v1:Deployment": (
+        "kubernetes:apps/v1beta1:Deployment",
+        "kubernetes:apps/v1beta2:Deployment",
+        "kubernetes:extensions/v1beta1:Deployment",
+    ),
+    "kubernetes:apps/v1:ReplicaSet": ("kubernetes:apps/v1beta2:ReplicaSet", "kubernetes:extensions/v1beta1:ReplicaSet"),
+    "kubernetes:apps/v1:StatefulSet": ("kubernetes:apps/v1beta1:StatefulSet", "kubernetes:apps/v1beta2:StatefulSet"),
+    "kubernetes:autoscaling/v1:HorizontalPodAutoscaler": (
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+        "kubernetes:autoscaling/v2beta1:HorizontalPodAutoscaler",
+        "kubernetes:autoscaling/v2beta2:HorizontalPodAutoscaler",
+    ),
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (
+        "kubernetes:autoscaling/v1:HorizontalPodAutoscaler",
+        "kubernetes:autoscaling/v2beta1:HorizontalPodAutoscaler",
+        "kubernetes:autoscaling/v2beta2:HorizontalPodAutoscaler",
+    ),
+    "kubernetes:batch/v1:CronJob": ("kubernetes:batch/v1beta1:CronJob", "kubernetes:batch/v2alpha1:CronJob"),
+    "kubernetes:certificates.k8s.io/v1:CertificateSigningRequest": (
+        "kubernetes:certificates.k8s.io/v1beta1:CertificateSigningRequest",
+    ),
+    "kubernetes:certificates.k8s.io/v1:ClusterTrustBundle": (
+        "kubernetes:certificates.k8s.io/v1alpha1:ClusterTrustBundle",
+        "kubernetes:certificates.k8s.io/v1beta1:ClusterTrustBundle",
+    ),
+    "kubernetes:certificates.k8s.io/v1:PodCertificateRequest": (
+        "kubernetes:certificates.k8s.io/v1beta1:PodCertificateRequest",
+    ),
+    "kubernetes:coordination.k8s.io/v1:Lease": ("kubernetes:coordination.k8s.io/v1beta1:Lease",),
+    "kubernetes:core/v1:Event": ("kubernetes:events.k8s.io/v1:Event", "kubernetes:events.k8s.io/v1beta1:Event"),
+    "kubernetes:discovery.k8s.io/v1:EndpointSlice": ("kubernetes:discovery.k8s.io/v1beta1:EndpointSlice",),
+    "kubernetes:events.k8s.io/v1:Event": ("kubernetes:core/v1:Event", "kubernetes:events.k8s.io/v1beta1:Event"),
+    "kubernetes:flowcontrol.apiserver.k8s.io/v1:FlowSchema": (
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1alpha1:FlowSchema",
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1beta1:FlowSchema",
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1beta2:FlowSchema",
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1beta3:FlowSchema",
+    ),
+    "kubernetes:flowcontrol.apiserver.k8s.io/v1:PriorityLevelConfiguration": (
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1alpha1:PriorityLevelConfiguration",
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1beta1:PriorityLevelConfiguration",
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1beta2:PriorityLevelConfiguration",
+        "kubernetes:flowcontrol.apiserver.k8s.io/v1beta3:PriorityLevelConfiguration",
+    ),
+    "kubernetes:networking.k8s.io/v1:IPAddress": (
+        "kubernetes:networking.k8s.io/v1alpha1:IPAddress",
+        "kubernetes:networking.k8s.io/v1beta1:IPAddress",
+    ),
+    "kubernetes:networking.k8s.io/v1:Ingress": (
+        "kubernetes:extensions/v1beta1:Ingress",
+        "kubernetes:networking.k8s.io/v1beta1:Ingress",
+    ),
+    "kubernetes:networking.k8s.io/v1:IngressClass": ("kubernetes:networking.k8s.io/v1beta1:IngressClass",),
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("kubernetes:extensions/v1beta1:NetworkPolicy",),
+    "kubernetes:networking.k8s.io/v1:ServiceCIDR": (
+        "kubernetes:networking.k8s.io/v1alpha1:ServiceCIDR",
+        "kubernetes:networking.k8s.io/v1beta1:ServiceCIDR",
+    ),
+    "kubernetes:node.k8s.io/v1:RuntimeClass": (
+        "kubernetes:node.k8s.io/v1alpha1:RuntimeClass",
+        "kubernetes:node.k8s.io/v1beta1:RuntimeClass",
+    ),
+    "kubernetes:policy/v1:PodDisruptionBudget": ("kubernetes:policy/v1beta1:PodDisruptionBudget",),
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole": (
+        "kubernetes:rbac.authorization.k8s.io/v1alpha1:ClusterRole",
+        "kubernetes:rbac.authorization.k8s.io/v1beta1:ClusterRole",
+    ),
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": (
+        "kubernetes:rbac.authorization.k8s.io/v1alpha1:ClusterRoleBinding",
+        "kubernetes:rbac.authorization.k8s.io/v1beta1:ClusterRoleBinding",
+    ),
+    "kubernetes:rbac.authorization.k8s.io/v1:Role": (
+        "kubernetes:rbac.authorization.k8s.io/v1alpha1:Role",
+        "kubernetes:rbac.authorization.k8s.io/v1beta1:Role",
+    ),
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": (
+        "kubernetes:rbac.authorization.k8s.io/v1alpha1:RoleBinding",
+        "kubernetes:rbac.authorization.k8s.io/v1beta1:RoleBinding",
+    ),
+    "kubernetes:resource.k8s.io/v1:DeviceClass": (
+        "kubernetes:resource.k8s.io/v1alpha3:DeviceClass",
+        "kubernetes:resource.k8s.io/v1beta1:DeviceClass",
+        "kubernetes:resource.k8s.io/v1beta2:DeviceClass",
+    ),
+    "kubernetes:resource.k8s.io/v1:DeviceTaintRule": (
+        "kubernetes:resource.k8s.io/v1alpha3:DeviceTaintRule",
+        "kubernetes:resource.k8s.io/v1beta2:DeviceTaintRule",
+    ),
+    "kubernetes:resource.k8s.io/v1:ResourceClaim": (
+        "kubernetes:resource.k8s.io/v1alpha1:ResourceClaim",
+        "kubernetes:resource.k8s.io/v1alpha2:ResourceClaim",
+        "kubernetes:resource.k8s.io/v1alpha3:ResourceClaim",
+        "kubernetes:resource.k8s.io/v1beta1:ResourceClaim",
+        "kubernetes:resource.k8s.io/v1beta2:ResourceClaim",
+    ),
+    "kubernetes:resource.k8s.io/v1:ResourceClaimTemplate": (
+        "kubernetes:resource.k8s.io/v1alpha1:ResourceClaimTemplate",
+        "kubernetes:resource.k8s.io/v1alpha2:ResourceClaimTemplate",
+        "kubernetes:resource.k8s.io/v1alpha3:ResourceClaimTemplate",
+        "kubernetes:resource.k8s.io/v1beta1:ResourceClaimTemplate",
+        "kubernetes:resource.k8s.io/v1beta2:ResourceClaimTemplate",
+    ),
+    "kubernetes:resource.k8s.io/v1:ResourceSlice": (
+        "kubernetes:resource.k8s.io/v1alpha2:ResourceSlice",
+        "kubernetes:resource.k8s.io/v1alpha3:ResourceSlice",
+        "kubernetes:resource.k8s.io/v1beta1:ResourceSlice",
+        "kubernetes:resource.k8s.io/v1beta2:ResourceSlice",
+    ),
+    "kubernetes:scheduling.k8s.io/v1:PriorityClass": (
+        "kubernetes:scheduling.k8s.io/v1alpha1:PriorityClass",
+        "kubernetes:scheduling.k8s.io/v1beta1:PriorityClass",
+    ),
+    "kubernetes:storage.k8s.io/v1:CSIDriver": ("kubernetes:storage.k8s.io/v1beta1:CSIDriver",),
+    "kubernetes:storage.k8s.io/v1:CSINode": ("kubernetes:storage.k8s.io/v1beta1:CSINode",),
+    "kubernetes:storage.k8s.io/v1:CSIStorageCapacity": (
+        "kubernetes:storage.k8s.io/v1beta1:CSIStorageCapacity",
+        "kubernetes:storage.k8s.io/v1alpha1:CSIStorageCapacity",
+    ),
+    "kubernetes:storage.k8s.io/v1:StorageClass": ("kubernetes:storage.k8s.io/v1beta1:StorageClass",),
+    "kubernetes:storage.k8s.io/v1:VolumeAttachment": (
+        "kubernetes:storage.k8s.io/v1alpha1:VolumeAttachment",
+        "kubernetes:storage.k8s.io/v1beta1:VolumeAttachment",
+    ),
+    "kubernetes:storage.k8s.io/v1:VolumeAttributesClass": (
+        "kubernetes:storage.k8s.io/v1alpha1:VolumeAttributesClass",
+        "kubernetes:storage.k8s.io/v1beta1:VolumeAttributesClass",
+    ),
+    "kubernetes:storagemigration.k8s.io/v1:StorageVersionMigration": (
+        "kubernetes:storagemigration.k8s.io/v1alpha1:StorageVersionMigration",
+        "kubernetes:storagemigration.k8s.io/v1beta1:StorageVersionMigration",
+    ),
+}
