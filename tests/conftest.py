@@ -74,3 +74,17 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_only: lis
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_yaml_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the parsed-YAML cache of the test run out of the user's home."""
+    import os
+
+    previous = os.environ.get("AIM_CACHE_DIR")
+    os.environ["AIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("aim-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("AIM_CACHE_DIR", None)
+    else:
+        os.environ["AIM_CACHE_DIR"] = previous
