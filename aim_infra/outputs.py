@@ -7,8 +7,7 @@ import shlex
 from .recipes.selection import Decision
 
 NODE_IP_COMMAND = (
-    "export NODE_IP=$(kubectl get nodes -o jsonpath="
-    "'{.items[0].status.addresses[?(@.type==\"InternalIP\")].address}')"
+    "export NODE_IP=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type==\"InternalIP\")].address}')"
 )
 
 
@@ -55,6 +54,7 @@ def verification_commands(
     service_type: str,
     node_port: int,
     api_key: bool,
+    monitoring: bool = False,
 ) -> dict[str, str]:
     """Commands to paste after `pulumi up`, in the order a person checks a deployment."""
     url = endpoint_url(service_type, node_port, name, namespace)
@@ -75,6 +75,16 @@ def verification_commands(
         "gpu": f"kubectl -n {namespace} exec deploy/{name} -c vllm -- amd-smi static --asic --vram",
         "recipe": f"kubectl -n {namespace} get configmap {name}-recipe -o jsonpath='{{.data.explanation\\.txt}}'",
     }
+    if monitoring:
+        commands["grafana"] = (
+            "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80  # http://localhost:3000, "
+            "user admin, password: kubectl -n monitoring get secret grafana-admin -o "
+            "jsonpath='{.data.admin-password}' | base64 -d"
+        )
+        commands["prometheus"] = (
+            "kubectl -n monitoring port-forward svc/kube-prometheus-stack-prometheus 9090:9090  # http://localhost:9090"
+        )
+        commands["alerts"] = "curl -fsS 'http://localhost:9090/api/v1/alerts' | grep -o '\"alertname\":\"Aim[A-Za-z]*'"
     if service_type == "NodePort":
         commands = {"nodeIp": NODE_IP_COMMAND, **commands}
     if api_key:

@@ -15,7 +15,7 @@ import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REDACTED = "<redacted>"
-SECRET_CONFIG = ("aim:hfToken", "aim:apiKey")
+SECRET_CONFIG = ("aim:hfToken", "aim:apiKey", "aim:grafanaAdminPassword")
 
 
 @dataclass
@@ -158,6 +158,10 @@ def run_stack(
                 name = str(state.get("name", "image"))
                 state["repoDigest"] = f"{name.split(':')[0]}@{_fake_digest(args.inputs)}"
                 state["imageId"] = _fake_digest(args.inputs)
+            elif args.typ == "random:index/randomPassword:RandomPassword":
+                # A stand-in for the generated password, treated as a secret like configured ones.
+                state["result"] = f"plan-generated-{args.name}"
+                result.secret_values.append(state["result"])
             return f"{args.name}-id", state
 
         def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

@@ -15,7 +15,7 @@ from .recipes.errors import AimError
 from .recipes.precision import PrecisionWish
 
 NAMESPACE = "aim"
-SECRET_KEYS = ("hfToken", "apiKey")
+SECRET_KEYS = ("hfToken", "apiKey", "grafanaAdminPassword")
 #: The ROCm vLLM image the AIM image builds on. Pinned: a tag that names ROCm and vLLM versions, never `latest`.
 DEFAULT_BASE_IMAGE = "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0"
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
@@ -89,7 +89,33 @@ def _arg_list(value: Any) -> Any:
     return [str(i) for i in items]
 
 
+def _fraction(value: Any) -> Any:
+    """A number in (0, 1], kept as the string Pulumi config holds (Pulumi.yaml has no float type)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a number greater than 0 and at most 1, e.g. 0.9") from None
+    if not 0 < number <= 1:
+        raise ValueError("expected a number greater than 0 and at most 1, e.g. 0.9")
+    return str(value).strip()
+
+
+def _auto_or_seconds(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("expected auto or a number of seconds greater than 0, e.g. 2.5") from None
+    if not 0 < number <= 3600:
+        raise ValueError("expected auto or a number of seconds greater than 0, e.g. 2.5")
+    return str(value).strip()
+
+
 Bool = Annotated[bool, BeforeValidator(_boolean)]
+Fraction = Annotated[str, BeforeValidator(_fraction)]
+AutoOrFraction = Annotated[str, BeforeValidator(_auto_or_seconds)]
+QueueDepth = Annotated[int, BeforeValidator(_integer(1, 100_000))]
 GpuCount = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
 Replicas = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
 MaxModelLen = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(256, 10_485_760))]
@@ -140,8 +166,25 @@ class Settings(BaseModel):
     amd_gpu_plugin: Bool = Field(default=True, alias="amdGpuPlugin", description="Install the AMD GPU device plugin.")
     monitoring: Bool = Field(default=True, description="Install kube-prometheus-stack.")
     render_group_id: GroupId = Field(default=110, alias="renderGroupId", description="The nodes' render group id.")
+    device_metrics_exporter: Bool = Field(
+        default=False, alias="deviceMetricsExporter", description="Install AMD's device-metrics-exporter (GPU metrics)."
+    )
+    alert_ttft_p95_seconds: AutoOrFraction = Field(
+        default="auto", alias="alertTtftP95Seconds", description="TTFT p95 alert threshold, or auto (by metric)."
+    )
+    alert_queue_depth: QueueDepth = Field(default=32, alias="alertQueueDepth", description="Waiting requests alert.")
+    alert_kv_cache_usage: Fraction = Field(default="0.9", alias="alertKvCacheUsage", description="KV cache alert.")
+    alert_throughput_fraction: Fraction = Field(
+        default="0.25", alias="alertThroughputFraction", description="Throughput-below-estimate alert fraction."
+    )
+    alert_gpu_memory_usage: Fraction = Field(
+        default="0.97", alias="alertGpuMemoryUsage", description="GPU memory nearly full alert."
+    )
     has_hf_token: bool = Field(default=False, exclude=True, description="(derived) aim:hfToken is set.")
     has_api_key: bool = Field(default=False, exclude=True, description="(derived) aim:apiKey is set.")
+    has_grafana_admin_password: bool = Field(
+        default=False, exclude=True, description="(derived) aim:grafanaAdminPassword is set."
+    )
 
     @field_validator("model")
     @classmethod
@@ -239,7 +282,12 @@ def parse_settings(raw: dict[str, Any], secrets_present: set[str] | None = None)
     present = secrets_present or set()
     try:
         return Settings.model_validate(
-            {**values, "has_hf_token": "hfToken" in present, "has_api_key": "apiKey" in present}
+            {
+                **values,
+                "has_hf_token": "hfToken" in present,
+                "has_api_key": "apiKey" in present,
+                "has_grafana_admin_password": "grafanaAdminPassword" in present,
+            }
         )
     except ValidationError as error:
         raise AimError(_one_line(error, raw)) from None
@@ -267,10 +315,12 @@ def _one_line(error: ValidationError, raw: dict[str, Any]) -> str:
 class StackConfig:
     """Settings plus what must stay a Pulumi secret (HF token, API key) and the Kubernetes context."""
 
-    def __init__(self, settings: Settings, hf_token: Any, api_key: Any, kube_context: str | None) -> None:
+    def __init__(self, settings: Settings, secrets: dict[str, Any], kube_context: str | None) -> None:
         self.settings = settings
-        self.hf_token = hf_token  # pulumi.Output[str] (secret) or None
-        self.api_key = api_key  # pulumi.Output[str] (secret) or None
+        # pulumi.Output[str] (secret) or None each
+        self.hf_token = secrets.get("hfToken")
+        self.api_key = secrets.get("apiKey")
+        self.grafana_admin_password = secrets.get("grafanaAdminPassword")
         self.kube_context = kube_context
 
 
@@ -295,4 +345,4 @@ def read_stack_config() -> StackConfig:
         {k: v for k, v in raw.items() if v is not None}, {k for k, v in secrets.items() if v is not None}
     )
     context = pulumi.Config("kubernetes").get("context")
-    return StackConfig(settings, secrets["hfToken"], secrets["apiKey"], context or None)
+    return StackConfig(settings, secrets, context or None)

@@ -63,12 +63,27 @@ KUBE_PROMETHEUS_STACK = ChartPin(
     namespace="monitoring",
     timeout_seconds=900,
 )
+#: AMD's GPU metrics exporter (ROCm/device-metrics-exporter, docs/installation/kubernetes-helm.md pins v1.5.4). Its
+#: values are not in shared/charts: the keys set below (serviceMonitor.enabled/interval, tolerations, affinity) are
+#: those of the chart's helm-charts/values.yaml upstream.
+DEVICE_METRICS_EXPORTER = ChartPin(
+    chart="device-metrics-exporter-charts",
+    version="v1.5.4",
+    repo="https://rocm.github.io/device-metrics-exporter",
+    release_name="device-metrics-exporter",
+    namespace="kube-amd-gpu",
+    timeout_seconds=600,
+)
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+#: Pod labels kube-state-metrics exports on kube_pod_labels, so vLLM series join to their recipe (monitoring/names.py).
+KSM_POD_LABELS = ("aim.amd.com/recipe", "aim.amd.com/model", "aim.amd.com/gpu", "app.kubernetes.io/instance")
 CHARTS: dict[str, ChartPin] = {
     "calico": CALICO,
     "metrics_server": METRICS_SERVER,
     "amd_gpu_plugin": AMD_GPU,
     "monitoring": KUBE_PROMETHEUS_STACK,
 }
+ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER}
 
 LOCAL_PATH_VERSION = "v0.0.37"
 LOCAL_PATH_IMAGE = f"rancher/local-path-provisioner:{LOCAL_PATH_VERSION}"
@@ -100,6 +115,9 @@ class ClusterAddonsArgs:
     amd_gpu_plugin: bool = True
     monitoring: bool = True
     monitoring_values: dict[str, Any] = field(default_factory=dict)
+    device_metrics_exporter: bool = False
+    #: Grafana's admin password (a secret Output); None = generate one (pulumi_random) when monitoring is on.
+    grafana_admin_password: Any = None
 
     def __post_init__(self) -> None:
         if self.calico:
@@ -175,6 +193,8 @@ def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     No credentials here: values end up in plain state. Grafana's admin secret is wired by reference
     (`grafana.admin.existingSecret`) through `extra`."""
     base: dict[str, Any] = {
+        # kube_pod_labels carries these pod labels, so recording rules can join vLLM series to their recipe.
+        "kube-state-metrics": {"metricLabelsAllowlist": [f"pods=[{','.join(KSM_POD_LABELS)}]"]},
         "prometheus": {
             "prometheusSpec": {
                 # false: an empty selector selects every object, not only those labelled `release: <release name>`.
@@ -184,6 +204,8 @@ def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
             }
         },
         "grafana": {
+            # The admin password comes from a Secret the stack creates (never from values: they sit in plain state).
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {
                 "dashboards": {
                     "enabled": True,
@@ -191,10 +213,26 @@ def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
                     "labelValue": "1",
                     "searchNamespace": "ALL",
                 }
-            }
+            },
         },
     }
     return deep_merge(base, extra or {})
+
+
+def device_metrics_exporter_values() -> dict[str, Any]:
+    """device-metrics-exporter values: a ServiceMonitor for kube-prometheus-stack, only on AMD GPU nodes."""
+    return {
+        "serviceMonitor": {"enabled": True, "interval": "15s"},
+        "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    # The node labeller sets amd.com/gpu.family on every AMD GPU node.
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "amd.com/gpu.family", "operator": "Exists"}]}]
+                }
+            }
+        },
+    }
 
 
 def local_path_config() -> dict[str, str]:
@@ -347,22 +385,61 @@ class ClusterAddons(pulumi.ComponentResource):
             gpu = self._release("amd_gpu_plugin", AMD_GPU, amd_gpu_values(), [namespace, *first])
             self.ready.append(gpu)
 
+        monitoring: HelmRelease | None = None
         if args.monitoring:
             # node-exporter uses hostNetwork, hostPID and hostPath.
             namespace = self._namespace("monitoring", KUBE_PROMETHEUS_STACK.namespace, PRIVILEGED_NAMESPACE)
-            self._release(
-                "monitoring", KUBE_PROMETHEUS_STACK, monitoring_values(args.monitoring_values), [namespace, *first]
+            admin = self._grafana_admin(args.grafana_admin_password, namespace)
+            monitoring = self._release(
+                "monitoring",
+                KUBE_PROMETHEUS_STACK,
+                monitoring_values(args.monitoring_values),
+                [namespace, admin, *first],
             )
             self.monitoring_namespace = KUBE_PROMETHEUS_STACK.namespace
             self.monitoring_release_name = KUBE_PROMETHEUS_STACK.release_name
 
+        if args.device_metrics_exporter:
+            namespace = self.namespaces.get("amd_gpu_plugin") or self._namespace(
+                "amd_gpu_plugin", DEVICE_METRICS_EXPORTER.namespace, PRIVILEGED_NAMESPACE
+            )
+            # Its ServiceMonitor needs the CRD kube-prometheus-stack installs.
+            after = [namespace, *first, *([monitoring] if monitoring else [])]
+            self._release("device_metrics_exporter", DEVICE_METRICS_EXPORTER, device_metrics_exporter_values(), after)
+
         self.register_outputs(
             {
-                "release_names": {key: CHARTS[key].release_name for key in self.releases},
+                "release_names": {key: ALL_CHARTS[key].release_name for key in self.releases},
                 "storage_class_name": self.storage_class_name,
                 "monitoring_namespace": self.monitoring_namespace,
                 "monitoring_release_name": self.monitoring_release_name,
             }
+        )
+
+    def _grafana_admin(self, password: Any, namespace: KubernetesObject) -> KubernetesObject:
+        """The Secret Grafana reads its admin login from (`grafana.admin.existingSecret`): the configured password,
+        or one generated once and kept in Pulumi state as a secret."""
+        if password is None:
+            import pulumi_random  # only needed (and imported) when the password is generated
+
+            generated = pulumi_random.RandomPassword(
+                f"{self._name}-grafana-admin-password", length=24, special=False, opts=self._child()
+            )
+            password = generated.result
+        return KubernetesObject(
+            f"{self._name}-grafana-admin",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": GRAFANA_ADMIN_SECRET,
+                    "namespace": KUBE_PROMETHEUS_STACK.namespace,
+                    "labels": dict(MANAGED_BY),
+                },
+                "type": "Opaque",
+                "stringData": {"admin-user": "admin", "admin-password": password},
+            },
+            opts=self._child([namespace]),
         )
 
     def _child(self, depends_on: Sequence[pulumi.Resource] = ()) -> ResourceOptions:

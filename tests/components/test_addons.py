@@ -35,12 +35,15 @@ COMPONENT = "aim:infra:ClusterAddons"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 PROVIDER = "pulumi:providers:kubernetes"
+SECRET = "kubernetes:core/v1:Secret"
+PASSWORD = "random:index/randomPassword:RandomPassword"
 ALL_OFF = {
     "calico": False,
     "metrics_server": False,
     "local_path": False,
     "amd_gpu_plugin": False,
     "monitoring": False,
+    "device_metrics_exporter": False,
 }
 ALL_ON = {key: True for key in ALL_OFF}
 
@@ -131,7 +134,8 @@ def test_component_type_parents_and_provider(everything: PlanResult) -> None:
     assert provider.name == "k8s"
     reference = f"{provider.urn}::{everything.outputs['provider_id']}"
     kubernetes = [r for r in owned if r.custom and r.type.startswith("kubernetes:")]
-    assert len(kubernetes) == len(owned)
+    # Everything but the generated Grafana password (a random-provider resource) is a Kubernetes object.
+    assert {r.type for r in owned if r not in kubernetes} == {PASSWORD}
     assert all(r.provider == reference for r in kubernetes), {r.name: r.provider for r in kubernetes}
 
 
@@ -140,7 +144,13 @@ def test_public_attributes(everything: PlanResult) -> None:
     assert outputs["storage_class_name"] == "local-path"
     assert outputs["monitoring_namespace"] == "monitoring"
     assert outputs["monitoring_release_name"] == "kube-prometheus-stack"
-    assert outputs["release_keys"] == ["amd_gpu_plugin", "calico", "metrics_server", "monitoring"]
+    assert outputs["release_keys"] == [
+        "amd_gpu_plugin",
+        "calico",
+        "device_metrics_exporter",
+        "metrics_server",
+        "monitoring",
+    ]
     ready = set(outputs["ready"])
     gpu = releases(everything)["amd-gpu"].urn
     storage = everything.named("kubernetes:storage.k8s.io/v1:StorageClass", "addons-local-path-storage-class").urn
@@ -230,7 +240,13 @@ ALONE = {
     "calico": {(NAMESPACE, "tigera-operator"), (RELEASE, "tigera-operator")},
     "metrics_server": {(RELEASE, "metrics-server")},
     "amd_gpu_plugin": {(NAMESPACE, "kube-amd-gpu"), (RELEASE, "amd-gpu")},
-    "monitoring": {(NAMESPACE, "monitoring"), (RELEASE, "kube-prometheus-stack")},
+    "monitoring": {
+        (NAMESPACE, "monitoring"),
+        (RELEASE, "kube-prometheus-stack"),
+        (SECRET, "grafana-admin"),
+        (PASSWORD, "addons-grafana-admin-password"),
+    },
+    "device_metrics_exporter": {(NAMESPACE, "kube-amd-gpu"), (RELEASE, "device-metrics-exporter")},
     "local_path": {
         (NAMESPACE, "local-path-storage"),
         ("kubernetes:core/v1:ServiceAccount", "local-path-provisioner"),
@@ -246,6 +262,8 @@ ALONE = {
 
 
 def kubernetes_name(resource: Declared) -> str:
+    if resource.type == PASSWORD:
+        return resource.name
     return resource.inputs["name"] if resource.type == RELEASE else resource.inputs["metadata"]["name"]
 
 
@@ -296,7 +314,11 @@ def test_monitoring_values_are_merged_over_ours(tmp_path: Path) -> None:
         "labelValue": "yes",
         "searchNamespace": "ALL",
     }
-    assert values["grafana"]["admin"] == {"existingSecret": "grafana-admin"}
+    assert values["grafana"]["admin"] == {
+        "existingSecret": "grafana-admin",
+        "userKey": "admin-user",
+        "passwordKey": "admin-password",
+    }
     assert values["kube-state-metrics"]["metricLabelsAllowlist"] == ["pods=[app.kubernetes.io/name]"]
     assert values["prometheus"]["prometheusSpec"]["serviceMonitorSelectorNilUsesHelmValues"] is False
     assert_values_keys_exist(KUBE_PROMETHEUS_STACK.chart, values)
@@ -455,13 +477,29 @@ def keys_of(value: Any, path: str = "") -> Iterator[str]:
             yield from keys_of(item, f"{path}[{index}]")
 
 
-def test_no_secret_or_password_anywhere(everything: PlanResult) -> None:
-    assert not [r for r in everything.resources if r.type == "kubernetes:core/v1:Secret"]
+def test_grafana_admin_only_through_a_secret_and_no_credentials_in_values(everything: PlanResult) -> None:
+    [secret] = [r for r in everything.resources if r.type == SECRET]
+    assert secret.inputs["metadata"] == {
+        "name": "grafana-admin",
+        "namespace": "monitoring",
+        "labels": secret.inputs["metadata"]["labels"],
+    }
+    assert set(secret.inputs["stringData"]) == {"admin-user", "admin-password"}
+    assert secret.options["additional_secret_outputs"] == ["data", "stringData"]
+    monitoring = releases(everything)["kube-prometheus-stack"]
+    assert secret.urn in monitoring.dependencies, "Grafana's Secret exists before the chart installs Grafana"
     for release in everything.of_type(RELEASE):
         values = release.inputs.get("values") or {}
-        bad = [k for k in keys_of(values) if CREDENTIAL_KEY.search(k.rsplit(".", 1)[-1]) or k.endswith(".secret")]
+        # The key *names* of the Secret Grafana reads are references, not credentials.
+        references = {"grafana.admin.existingSecret", "grafana.admin.userKey", "grafana.admin.passwordKey"}
+        bad = [
+            k
+            for k in keys_of(values)
+            if k not in references and (CREDENTIAL_KEY.search(k.rsplit(".", 1)[-1]) or k.endswith(".secret"))
+        ]
         assert not bad, f"{release.name}: credential-like keys in Helm values: {bad}"
-        assert "secret" not in json.dumps(values).lower(), release.name
+        text = json.dumps(values).lower().replace('"existingsecret": "grafana-admin"', "")
+    assert "secret" not in text, release.name
 
 
 # --- local-path-provisioner -----------------------------------------------------------------------------------
@@ -471,7 +509,8 @@ def local_path_objects(result: PlanResult) -> list[Declared]:
     return [
         r
         for r in children(result)
-        if r.type != RELEASE and not (r.type == NAMESPACE and r.inputs["metadata"]["name"] != "local-path-storage")
+        if r.type not in (RELEASE, SECRET, PASSWORD)
+        and not (r.type == NAMESPACE and r.inputs["metadata"]["name"] != "local-path-storage")
     ]
 
 
@@ -623,5 +662,7 @@ def test_args_default_to_the_settings_defaults() -> None:
         "amd_gpu_plugin": defaults.amd_gpu_plugin,
         "monitoring": defaults.monitoring,
         "monitoring_values": {},
+        "device_metrics_exporter": False,
+        "grafana_admin_password": None,
     }
     assert asdict(ClusterAddonsArgs()) == asdict(ClusterAddonsArgs.from_settings(defaults))
