@@ -7,10 +7,11 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from aim_infra.components.addons import ClusterAddons, ClusterAddonsArgs
-from aim_infra.components.engine import AimEngine, AimEngineArgs
+from aim_infra.components.engine import AimEngine, AimEngineArgs, startup_budget_seconds
 from aim_infra.components.image import AimImage, AimImageArgs
+from aim_infra.components.monitoring import Monitoring, MonitoringArgs
 from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
-from aim_infra.decide import decide, replica_count
+from aim_infra.decide import alert_thresholds, decide, replica_count
 from aim_infra.outputs import decision_log_lines, endpoint_url, verification_commands
 from aim_infra.recipes.errors import AimError
 from aim_infra.recipes.explain import explain_decision
@@ -39,6 +40,8 @@ addons = ClusterAddons(
         local_path=s.local_path,
         amd_gpu_plugin=s.amd_gpu_plugin,
         monitoring=s.monitoring,
+        device_metrics_exporter=s.device_metrics_exporter,
+        grafana_admin_password=stack.grafana_admin_password,
     ),
     opts=kubernetes,
 )
@@ -81,6 +84,24 @@ engine = AimEngine(
     opts=kubernetes,
 )
 
+if s.monitoring:
+    Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            namespace=s.namespace,
+            engine_name=ENGINE,
+            selector_labels=engine.selector_labels,
+            monitoring_namespace=addons.monitoring_namespace or "monitoring",
+            release_name=addons.monitoring_release_name or "kube-prometheus-stack",
+            decision_summary=decision.summary(),
+            replicas=replicas,
+            startup_budget_seconds=startup_budget_seconds(decision),
+            thresholds=alert_thresholds(s, decision),
+            depends_on=[addons.releases["monitoring"], engine.namespace],
+        ),
+        opts=kubernetes,
+    )
+
 pulumi.export("recipe", {k: v for k, v in decision.summary().items() if k != "candidates"})
 pulumi.export("recipeExplanation", explain_decision(decision))
 pulumi.export("vllmArgs", decision.vllm_args)
@@ -96,5 +117,6 @@ pulumi.export(
         service_type=s.service_type,
         node_port=s.node_port,
         api_key=s.has_api_key,
+        monitoring=s.monitoring,
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .cluster import discover_gpus
+from .monitoring.rules import AlertThresholds, default_thresholds
 from .recipes.detect import choose_gpu
 from .recipes.errors import AimError
 from .recipes.hardware import GpuSpec, load_gpus
@@ -56,3 +57,16 @@ def replica_count(settings: Settings, decision: Decision) -> int:
             f"{decision.gpu.name}; more need replicas on several nodes: set aim:cacheAccessMode ReadWriteMany"
         )
     return wanted
+
+
+def alert_thresholds(settings: Settings, decision: Decision) -> AlertThresholds:
+    """Alert thresholds from stack config; `auto` TTFT follows what the recipe is tuned for."""
+    defaults = default_thresholds(decision.recipe.metric)
+    ttft = defaults.ttft_p95_seconds if settings.alert_ttft_p95_seconds == "auto" else settings.alert_ttft_p95_seconds
+    return AlertThresholds(
+        ttft_p95_seconds=float(ttft),
+        queue_depth=settings.alert_queue_depth,
+        kv_cache_usage=float(settings.alert_kv_cache_usage),
+        throughput_fraction=float(settings.alert_throughput_fraction),
+        gpu_memory_usage=float(settings.alert_gpu_memory_usage),
+    )

@@ -12,7 +12,13 @@ from aim_infra.plan import Declared, PlanResult, run_stack
 from .conftest import SECRET_KEY, SECRET_TOKEN
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-COMPONENTS = {"aim:infra:ClusterAddons", "aim:infra:LocalRegistry", "aim:infra:AimImage", "aim:infra:AimEngine"}
+COMPONENTS = {
+    "aim:infra:ClusterAddons",
+    "aim:infra:LocalRegistry",
+    "aim:infra:AimImage",
+    "aim:infra:AimEngine",
+    "aim:infra:Monitoring",
+}
 
 
 def deployment(result: PlanResult) -> Declared:

@@ -1,0 +1,113 @@
+"""What the program declares for monitoring: ServiceMonitor, PrometheusRule (promtool-checked), dashboards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aim_infra.plan import Declared, PlanResult, run_stack
+from tests.monitoring.support import tool
+
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def rule(result: PlanResult) -> Declared:
+    [found] = result.of_type(PROMETHEUS_RULE)
+    return found
+
+
+def test_service_monitor_scrapes_the_engine_service_after_the_crds_exist(dev: PlanResult) -> None:
+    [monitor] = dev.of_type(SERVICE_MONITOR)
+    service = dev.named("kubernetes:core/v1:Service", "aim-engine-service").inputs
+    spec = monitor.inputs["spec"]
+    assert spec["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert service["spec"]["ports"][0]["name"] == "http"
+    selected = spec["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
+    release = dev.named(RELEASE, "addons-monitoring")
+    monitoring = next(r for r in dev.resources if r.type == "aim:infra:Monitoring")
+    assert release.urn in monitoring.dependencies or release.urn in monitor.dependencies
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_declared_rule_groups_pass_promtool(stack: str, dev: PlanResult, prod: PlanResult, tmp_path: Path) -> None:
+    result = {"dev": dev, "prod": prod}[stack]
+    groups = rule(result).inputs["spec"]["groups"]
+    names = [g["name"] for g in groups]
+    assert names[0] == "aim.recording" and any(n.startswith("aim.estimate") for n in names)
+    assert any(n.startswith("aim.alerts") for n in names)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    check = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_estimates_become_series_with_the_decisions_numbers(dev: PlanResult) -> None:
+    groups = rule(dev).inputs["spec"]["groups"]
+    estimate = next(g for g in groups if g["name"].startswith("aim.estimate"))
+    by_name = {r["record"]: r for r in estimate["rules"]}
+    decode = by_name["aim:recipe_estimate:decode_tokens_per_second"]
+    assert float(decode["expr"].removeprefix("vector(").removesuffix(")")) == pytest.approx(
+        dev.outputs["recipe"]["estimate"]["decode_tokens_per_s"]
+    )
+    assert decode["labels"]["recipe"] == dev.outputs["recipe"]["recipe_id"]
+
+
+def test_alert_thresholds_come_from_config() -> None:
+    result = run_stack("dev", {"aim:alertQueueDepth": "7", "aim:alertTtftP95Seconds": "2.5"})
+    assert result.error is None, result.error
+    alerts = {r["alert"]: r for g in rule(result).inputs["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert "> 7" in alerts["AimQueueDepthHigh"]["expr"]
+    assert "> 2.5" in alerts["AimTimeToFirstTokenHigh"]["expr"]
+    for alert in alerts.values():
+        assert {"summary", "description", "runbook"} <= set(alert["annotations"])
+
+
+def test_dashboards_ship_as_sidecar_configmaps(dev: PlanResult) -> None:
+    dashboards = [r for r in dev.of_type(CONFIG_MAP) if r.inputs["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(dashboards) == 2
+    titles = set()
+    for resource in dashboards:
+        assert resource.inputs["metadata"]["namespace"] == "monitoring"
+        [(key, text)] = resource.inputs["data"].items()
+        model = json.loads(text)
+        assert key.endswith(".json") and model["uid"] and model["panels"]
+        titles.add(model["title"])
+    assert titles == {"AIM Engine / Recipe performance", "AIM Engine / vLLM serving"}
+
+
+def test_monitoring_off_declares_none_of_it() -> None:
+    result = run_stack("dev", {"aim:monitoring": "false"})
+    assert result.error is None, result.error
+    assert not result.of_type(SERVICE_MONITOR) and not result.of_type(PROMETHEUS_RULE)
+    assert not [r for r in result.of_type(RELEASE) if r.inputs["chart"] == "kube-prometheus-stack"]
+    assert "grafana" not in result.outputs["verify"]
+
+
+def test_device_metrics_exporter_is_optional_and_pinned(dev: PlanResult) -> None:
+    assert not [r for r in dev.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
+    result = run_stack("dev", {"aim:deviceMetricsExporter": "true"})
+    [exporter] = [r for r in result.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
+    assert exporter.inputs["version"] == "v1.5.4"
+    assert exporter.inputs["values"]["serviceMonitor"]["enabled"] is True
+    monitoring = result.named(RELEASE, "addons-monitoring")
+    assert monitoring.urn in exporter.dependencies
+
+
+def test_grafana_and_prometheus_are_reachable_from_the_exports(dev: PlanResult) -> None:
+    verify = dev.outputs["verify"]
+    assert "port-forward svc/kube-prometheus-stack-grafana 3000:80" in verify["grafana"]
+    assert "port-forward svc/kube-prometheus-stack-prometheus 9090:9090" in verify["prometheus"]
+    values = dev.named(RELEASE, "addons-monitoring").inputs["values"]
+    assert values["grafana"]["admin"]["existingSecret"] == "grafana-admin"
+    assert "adminPassword" not in values["grafana"]
+    allow = values["kube-state-metrics"]["metricLabelsAllowlist"]
+    assert allow == ["pods=[aim.amd.com/recipe,aim.amd.com/model,aim.amd.com/gpu,app.kubernetes.io/instance]"]
