@@ -93,13 +93,12 @@ def test_monitoring_off_declares_none_of_it() -> None:
 
 
 def test_device_metrics_exporter_is_optional_and_pinned(dev: PlanResult) -> None:
-    assert not [r for r in dev.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
-    result = run_stack("dev", {"aim:deviceMetricsExporter": "true"})
-    [exporter] = [r for r in result.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
+    [exporter] = [r for r in dev.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
     assert exporter.inputs["version"] == "v1.5.4"
     assert exporter.inputs["values"]["serviceMonitor"]["enabled"] is True
-    monitoring = result.named(RELEASE, "addons-monitoring")
-    assert monitoring.urn in exporter.dependencies
+    assert dev.named(RELEASE, "addons-monitoring").urn in exporter.dependencies
+    without = run_stack("dev", {"aim:deviceMetricsExporter": "false"})
+    assert not [r for r in without.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
 
 
 def test_grafana_and_prometheus_are_reachable_from_the_exports(dev: PlanResult) -> None:
