@@ -112,7 +112,27 @@ def _auto_or_seconds(value: Any) -> Any:
     return str(value).strip()
 
 
+def _cidr_list(value: Any) -> Any:
+    items = _arg_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network in CIDR form such as 10.0.0.0/8") from None
+    return items
+
+
+def _name_list(value: Any) -> Any:
+    items = _arg_list(value)
+    for item in items:
+        if not DNS_LABEL.fullmatch(item):
+            raise ValueError(f"{item!r} is not a namespace name (a DNS label)")
+    return items
+
+
 Bool = Annotated[bool, BeforeValidator(_boolean)]
+CidrList = Annotated[list[str], BeforeValidator(_cidr_list)]
+NameList = Annotated[list[str], BeforeValidator(_name_list)]
 Fraction = Annotated[str, BeforeValidator(_fraction)]
 AutoOrFraction = Annotated[str, BeforeValidator(_auto_or_seconds)]
 QueueDepth = Annotated[int, BeforeValidator(_integer(1, 100_000))]
@@ -166,6 +186,19 @@ class Settings(BaseModel):
     amd_gpu_plugin: Bool = Field(default=True, alias="amdGpuPlugin", description="Install the AMD GPU device plugin.")
     monitoring: Bool = Field(default=True, description="Install kube-prometheus-stack.")
     render_group_id: GroupId = Field(default=110, alias="renderGroupId", description="The nodes' render group id.")
+    api_allowed_cidrs: CidrList = Field(
+        default_factory=lambda: ["0.0.0.0/0"], alias="apiAllowedCidrs", description="Who may reach the API (CIDRs)."
+    )
+    api_allowed_namespaces: NameList = Field(
+        default_factory=list, alias="apiAllowedNamespaces", description="Namespaces whose pods may reach the API."
+    )
+    air_gapped: Bool = Field(default=False, alias="airGapped", description="Allow the engine no egress at all.")
+    admission_policy: Bool = Field(
+        default=True, alias="admissionPolicy", description="Install the recipe ValidatingAdmissionPolicy."
+    )
+    retain_registry_data: Bool = Field(
+        default=True, alias="retainRegistryData", description="Keep the registry's data volume on destroy."
+    )
     device_metrics_exporter: Bool = Field(
         default=False, alias="deviceMetricsExporter", description="Install AMD's device-metrics-exporter (GPU metrics)."
     )
@@ -237,6 +270,14 @@ class Settings(BaseModel):
             raise _KeyError("image", self.image, "the repository to push to when registry is false")
         elif self.image and self.build_image and (":" in self.image.rsplit("/", 1)[-1] or "@" in self.image):
             raise _KeyError("image", self.image, "a repository without tag when buildImage is true (we tag it)")
+        if self.service_type == "LoadBalancer" and (
+            not self.api_allowed_cidrs or "0.0.0.0/0" in self.api_allowed_cidrs
+        ):
+            raise _KeyError(
+                "apiAllowedCidrs",
+                self.api_allowed_cidrs,
+                "an explicit list of client networks (not 0.0.0.0/0) for a LoadBalancer service",
+            )
         if self.service_type == "NodePort" and self.node_port and not 30000 <= self.node_port <= 32767:
             raise _KeyError("nodePort", self.node_port, "0 (assigned) or a port from 30000 to 32767")
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def test_readme_configuration_reference_matches_the_project_file() -> None:
         if "default" in spec:
             default = spec["default"]
             shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
-            shown = '""' if shown == "" else "[]" if shown == [] else shown
+            shown = '""' if shown == "" else json.dumps(shown) if isinstance(shown, list) else shown
             assert f"`{shown}`" in row, f"README default of aim:{key}"
     assert set(rows) == {f"aim:{k}" for k in PROJECT["config"]} | {"kubernetes:context"}
 
