@@ -85,19 +85,19 @@ class Recipe(BaseModel):
         return self
 
     def args_list(self) -> list[str]:
-        """The full argument list after `vllm serve <model>`: structural flags first, then the recipe's own."""
+        """The full argument list after `vllm serve <model>`, one `--flag=value` token per setting (a bare `--flag`
+        for a switch): structural flags first, then the recipe's own. One token per flag keeps every value next to
+        its flag, which the admission policy relies on when it checks the parallelism a Deployment runs."""
         args = [
-            "--tensor-parallel-size", str(self.tensor_parallel_size),
-            "--pipeline-parallel-size", str(self.pipeline_parallel_size),
-            "--max-model-len", str(self.max_model_len),
-            "--gpu-memory-utilization", f"{self.gpu_memory_utilization:g}",
-        ]  # fmt: skip
+            f"--tensor-parallel-size={self.tensor_parallel_size}",
+            f"--pipeline-parallel-size={self.pipeline_parallel_size}",
+            f"--max-model-len={self.max_model_len}",
+            f"--gpu-memory-utilization={self.gpu_memory_utilization:g}",
+        ]
         if self.kv_cache_dtype != "auto":
-            args += ["--kv-cache-dtype", self.kv_cache_dtype]
+            args.append(f"--kv-cache-dtype={self.kv_cache_dtype}")
         for flag, value in self.vllm_args.items():
-            args.append(f"--{flag}")
-            if value is not True:
-                args.append(str(value))
+            args.append(f"--{flag}" if value is True else f"--{flag}={value}")
         return args
 
     @cached_property

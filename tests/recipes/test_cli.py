@@ -43,8 +43,8 @@ def test_select_json_has_the_contract() -> None:
     assert isinstance(decision["fallback"], bool)
     args = decision["vllm_args"]
     assert all(isinstance(a, str) for a in args)
-    assert args[args.index("--tensor-parallel-size") + 1] == str(decision["tensor_parallel_size"])
-    assert args[args.index("--max-model-len") + 1] == str(decision["max_model_len"])
+    assert f"--tensor-parallel-size={decision['tensor_parallel_size']}" in args
+    assert f"--max-model-len={decision['max_model_len']}" in args
     assert set(decision["estimate"]) >= {
         "weights_gib_per_gpu",
         "kv_cache_gib_per_gpu",

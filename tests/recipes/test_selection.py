@@ -147,7 +147,7 @@ def test_latency_prefers_more_tensor_parallelism(small_catalogue: RecipeCatalogu
     decision = selector(small_catalogue).select(SMALL, MI300X, 8, metric="latency")
     assert decision.recipe.id == "small-tp8-lat"
     assert decision.replicas == 1
-    assert decision.vllm_args[:2] == ["--tensor-parallel-size", "8"]
+    assert decision.vllm_args[0] == "--tensor-parallel-size=8"
 
 
 def test_recipes_needing_more_gpus_than_available_are_rejected(small_catalogue: RecipeCatalogue) -> None:
@@ -160,7 +160,7 @@ def test_recipes_needing_more_gpus_than_available_are_rejected(small_catalogue: 
 def test_precision_wish_selects_the_on_the_fly_recipe(small_catalogue: RecipeCatalogue) -> None:
     decision = selector(small_catalogue).select(SMALL, MI300X, 1, precision="fp8")
     assert decision.recipe.id == "small-tp1-fp8"
-    assert "--quantization" in decision.vllm_args
+    assert "--quantization=fp8" in decision.vllm_args
 
 
 def test_same_arch_recipe_is_reused_on_a_sibling_gpu(tmp_path: Path) -> None:
@@ -279,7 +279,7 @@ def test_manual_recipe_is_honoured_and_checked(small_catalogue: RecipeCatalogue)
 def test_max_model_len_overrides_and_is_bounded(small_catalogue: RecipeCatalogue) -> None:
     decision = selector(small_catalogue).select(SMALL, MI300X, 1, max_model_len=65536)
     assert decision.recipe.max_model_len == 65536
-    assert "65536" in decision.vllm_args
+    assert "--max-model-len=65536" in decision.vllm_args
     with pytest.raises(AimError, match="max_model_len 200000: expected 256 to 131072"):
         selector(small_catalogue).select(SMALL, MI300X, 1, max_model_len=200000)
 

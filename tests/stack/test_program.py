@@ -97,14 +97,15 @@ def test_gpu_resources_equal_the_recipe_parallelism(stack: str, dev: PlanResult,
     result = {"dev": dev, "prod": prod}[stack]
     container = vllm_container(result)
     args = container["args"]
-    tp = int(args[args.index("--tensor-parallel-size") + 1])
-    pp = int(args[args.index("--pipeline-parallel-size") + 1])
+    flags = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    tp = int(flags["--tensor-parallel-size"])
+    pp = int(flags["--pipeline-parallel-size"])
     recipe = result.outputs["recipe"]
     assert tp == recipe["tensor_parallel_size"] and pp == recipe["pipeline_parallel_size"]
     for kind in ("requests", "limits"):
         assert container["resources"][kind]["amd.com/gpu"] == str(tp * pp) == str(recipe["gpu_count"])
     assert args[:3] == ["vllm", "serve", args[2]] and args[2].startswith("/models/")
-    assert args[args.index("--served-model-name") + 1] == recipe["model"]
+    assert flags["--served-model-name"] == recipe["model"]
     assert deployment(result).inputs["spec"]["replicas"] == recipe["replicas"]
 
 
