@@ -444,28 +444,3 @@ class Selector:
         if unused:
             notes.append(f"{unused} of {request.available} GPUs stay unused by this recipe")
         return notes
-
-
-def select(
-    profile: ModelProfile,
-    gpu: GpuSpec,
-    gpus_available: int,
-    *,
-    metric: Metric = "throughput",
-    precision: str = "auto",
-    max_model_len: int | None = None,
-    recipe_id: str | None = None,
-    extra_args: list[str] | None = None,
-    catalogue: RecipeCatalogue | None = None,
-) -> Decision:
-    """Convenience wrapper around `Selector(catalogue).select(...)`."""
-    return Selector(catalogue).select(
-        profile,
-        gpu,
-        gpus_available,
-        metric=metric,
-        precision=precision,
-        max_model_len=max_model_len,
-        recipe_id=recipe_id,
-        extra_args=extra_args,
-    )
