@@ -7,9 +7,11 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from aim_infra.components.addons import ClusterAddons, ClusterAddonsArgs
-from aim_infra.components.engine import AimEngine, AimEngineArgs, startup_budget_seconds
+from aim_infra.components.engine import API_PORT, AimEngine, AimEngineArgs, startup_budget_seconds
+from aim_infra.components.guardrails import RecipeAdmission, RecipeAdmissionArgs, image_repository
 from aim_infra.components.image import AimImage, AimImageArgs
 from aim_infra.components.monitoring import Monitoring, MonitoringArgs
+from aim_infra.components.network_policy import EngineNetworkPolicy, EngineNetworkPolicyArgs
 from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
 from aim_infra.decide import alert_thresholds, decide, replica_count
 from aim_infra.outputs import decision_log_lines, endpoint_url, verification_commands
@@ -32,17 +34,7 @@ for line in decision_log_lines(decision, replicas):
 kubernetes = pulumi.ResourceOptions(provider=k8s.Provider("kubernetes", context=stack.kube_context))
 addons = ClusterAddons(
     "addons",
-    ClusterAddonsArgs(
-        calico=s.calico,
-        pod_cidr=s.pod_cidr,
-        metrics_server=s.metrics_server,
-        kubelet_insecure_tls=s.kubelet_insecure_tls,
-        local_path=s.local_path,
-        amd_gpu_plugin=s.amd_gpu_plugin,
-        monitoring=s.monitoring,
-        device_metrics_exporter=s.device_metrics_exporter,
-        grafana_admin_password=stack.grafana_admin_password,
-    ),
+    ClusterAddonsArgs.from_settings(s, grafana_admin_password=stack.grafana_admin_password),
     opts=kubernetes,
 )
 
@@ -50,7 +42,11 @@ image: pulumi.Input[str] = s.image
 if s.build_image:
     docker_host = pulumi.ResourceOptions(provider=docker.Provider("docker"))
     registry = (
-        LocalRegistry("aim-registry", LocalRegistryArgs(port=s.registry_port), docker_host) if s.registry else None
+        LocalRegistry(
+            "aim-registry", LocalRegistryArgs(port=s.registry_port, retain_data=s.retain_registry_data), docker_host
+        )
+        if s.registry
+        else None
     )
     context = Path(__file__).resolve().parent
     built = AimImage(
@@ -59,6 +55,22 @@ if s.build_image:
         opts=docker_host,
     )
     image = built.reference
+
+# The admission policy goes first, so it already guards the engine's very first rollout; its binding selects the
+# namespace by name, which need not exist yet.
+admission = (
+    RecipeAdmission(
+        "recipe-admission",
+        RecipeAdmissionArgs(
+            namespace=s.namespace,
+            # The repository the stack pushes to, or the one the configured (digest-pinned) image comes from.
+            image_repository=s.image_repository if s.build_image else image_repository(s.image),
+        ),
+        opts=kubernetes,
+    )
+    if s.admission_policy
+    else None
+)
 
 engine = AimEngine(
     ENGINE,
@@ -79,11 +91,26 @@ engine = AimEngine(
         require_gpu_labels=gpu_labels_seen or s.amd_gpu_plugin,
         hf_token=stack.hf_token,
         api_key=stack.api_key,
-        depends_on=addons.ready,
+        api_allowed_cidrs=s.api_allowed_cidrs,
+        depends_on=[*addons.ready, *([admission] if admission else [])],
     ),
     opts=kubernetes,
 )
 
+EngineNetworkPolicy(
+    "aim-network",
+    EngineNetworkPolicyArgs(
+        namespace=s.namespace,
+        pod_selector=engine.selector_labels,
+        api_port=API_PORT,
+        allowed_cidrs=s.api_allowed_cidrs,
+        allowed_namespaces=s.api_allowed_namespaces,
+        monitoring_namespace=(addons.monitoring_namespace or "monitoring") if s.monitoring else None,
+        air_gapped=s.air_gapped,
+        depends_on=[engine.namespace],
+    ),
+    opts=kubernetes,
+)
 if s.monitoring:
     Monitoring(
         "monitoring",

@@ -264,8 +264,14 @@ class Settings(BaseModel):
         if not self.build_image:
             if not self.image:
                 raise _KeyError("image", self.image, "a pinned image reference when buildImage is false")
-            if not _pinned(self.image):
-                raise _KeyError("image", self.image, "a pinned tag or digest (@sha256:...), never latest or no tag")
+            # The recipe admission policy admits only images pinned by digest, so a tag alone is not enough here.
+            if not re.search(r"@sha256:[0-9a-f]{64}$", self.image):
+                raise _KeyError(
+                    "image",
+                    self.image,
+                    "a digest-pinned reference repo[:tag]@sha256:<64 hex> when buildImage is false; "
+                    f"get the digest with `docker buildx imagetools inspect {self.image}`",
+                )
         elif not self.registry and not self.image:
             raise _KeyError("image", self.image, "the repository to push to when registry is false")
         elif self.image and self.build_image and (":" in self.image.rsplit("/", 1)[-1] or "@" in self.image):

@@ -125,7 +125,12 @@ class ClusterAddonsArgs:
             ipaddress.ip_network(self.pod_cidr, strict=True)
 
     @classmethod
-    def from_settings(cls, settings: Settings, monitoring_values: Mapping[str, Any] | None = None) -> ClusterAddonsArgs:
+    def from_settings(
+        cls,
+        settings: Settings,
+        monitoring_values: Mapping[str, Any] | None = None,
+        grafana_admin_password: Any = None,
+    ) -> ClusterAddonsArgs:
         return cls(
             calico=settings.calico,
             pod_cidr=settings.pod_cidr,
@@ -135,6 +140,8 @@ class ClusterAddonsArgs:
             amd_gpu_plugin=settings.amd_gpu_plugin,
             monitoring=settings.monitoring,
             monitoring_values=dict(monitoring_values or {}),
+            device_metrics_exporter=settings.device_metrics_exporter,
+            grafana_admin_password=grafana_admin_password,
         )
 
 
@@ -624,7 +631,7 @@ class ClusterAddons(pulumi.ComponentResource):
             "livenessProbe": {"httpGet": health, "periodSeconds": 10},
             # /ready lists configmaps, pods, PVCs, PVs and storage classes: it proves the RBAC works.
             "readinessProbe": {"httpGet": {"path": "/ready", "port": "health"}, "periodSeconds": 5},
-            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
             "securityContext": {
                 "allowPrivilegeEscalation": False,
                 "readOnlyRootFilesystem": True,

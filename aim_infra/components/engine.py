@@ -26,6 +26,24 @@ LOAD_BYTES_PER_SECOND = 200e6  # weights read from the cache volume into GPU mem
 DOWNLOAD_BYTES_PER_SECOND = 50e6  # a conservative Hub download rate
 ENGINE_STARTUP_SECONDS = 600  # compile, HIP graph capture, AITER warm-up
 PROBE_PERIOD_SECONDS = 10
+VLLM_CONTAINER = "vllm"  # the engine container's name
+#: Label on every recipe-built object; the recipe admission policy checks only Deployments that carry it.
+RECIPE_LABEL = "aim.amd.com/recipe"
+#: The decision's layout on the Deployment itself, so the admission policy can compare the spec against it.
+GPU_COUNT_ANNOTATION = "aim.amd.com/gpu-count"
+TENSOR_PARALLEL_ANNOTATION = "aim.amd.com/tensor-parallel-size"
+PIPELINE_PARALLEL_ANNOTATION = "aim.amd.com/pipeline-parallel-size"
+#: Pod Security Admission for the AIM namespace: enforce baseline (the engine meets it), warn and audit against
+#: restricted, which the engine does not meet only because it runs as root (see `_pod_template`).
+POD_SECURITY_VERSION = "v1.30"
+POD_SECURITY_LABELS = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce-version": POD_SECURITY_VERSION,
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": POD_SECURITY_VERSION,
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/audit-version": POD_SECURITY_VERSION,
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,8 @@ class AimEngineArgs:
     require_gpu_labels: bool = False
     hf_token: pulumi.Input[str] | None = None
     api_key: pulumi.Input[str] | None = None
+    #: Client networks a LoadBalancer admits (spec.loadBalancerSourceRanges); ignored for other service types.
+    api_allowed_cidrs: list[str] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -122,7 +142,7 @@ class AimEngine(pulumi.ComponentResource):
             "app.kubernetes.io/component": "inference",
             "app.kubernetes.io/part-of": "aim",
             "app.kubernetes.io/managed-by": "pulumi",
-            "aim.amd.com/recipe": label_value(recipe.id),
+            RECIPE_LABEL: label_value(recipe.id),
             "aim.amd.com/model": label_value(args.model_id),
             "aim.amd.com/gpu": decision.gpu.name,
         }
@@ -133,12 +153,15 @@ class AimEngine(pulumi.ComponentResource):
             {
                 "apiVersion": "v1",
                 "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {"app.kubernetes.io/part-of": "aim"}},
+                "metadata": {"name": ns, "labels": {"app.kubernetes.io/part-of": "aim", **POD_SECURITY_LABELS}},
             },
             opts=child,
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
 
+        # No Role or RoleBinding, on purpose: neither the downloader nor vLLM talks to the Kubernetes API (the recipe
+        # reaches the pod as arguments and environment, the token as a Secret reference), so the service account has
+        # no permissions and its token is never mounted.
         self.service_account = KubernetesObject(
             f"{name}-sa",
             {
@@ -196,7 +219,17 @@ class AimEngine(pulumi.ComponentResource):
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns, "labels": self.labels},
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": self.labels,
+                    # What the recipe admission policy compares the container spec against.
+                    "annotations": {
+                        GPU_COUNT_ANNOTATION: str(recipe.gpu_count),
+                        TENSOR_PARALLEL_ANNOTATION: str(recipe.tensor_parallel_size),
+                        PIPELINE_PARALLEL_ANNOTATION: str(recipe.pipeline_parallel_size),
+                    },
+                },
                 "spec": {
                     "replicas": args.replicas,
                     "strategy": {"type": "Recreate"},  # GPUs are not free for a surge pod: never old and new at once
@@ -218,13 +251,21 @@ class AimEngine(pulumi.ComponentResource):
         service_port: dict[str, Any] = {"name": "http", "port": API_PORT, "targetPort": "http", "protocol": "TCP"}
         if args.service_type == "NodePort" and args.node_port:
             service_port["nodePort"] = args.node_port
+        service_spec: dict[str, Any] = {
+            "type": args.service_type,
+            "selector": self.selector_labels,
+            "ports": [service_port],
+        }
+        if args.service_type == "LoadBalancer":
+            # The cloud load balancer drops other sources before they reach a node (settings refuse 0.0.0.0/0 here).
+            service_spec["loadBalancerSourceRanges"] = list(args.api_allowed_cidrs)
         self.service = KubernetesObject(
             f"{name}-service",
             {
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": {"name": name, "namespace": ns, "labels": self.labels, "annotations": SKIP_AWAIT},
-                "spec": {"type": args.service_type, "selector": self.selector_labels, "ports": [service_port]},
+                "spec": service_spec,
             },
             opts=in_ns,
         )
@@ -285,6 +326,17 @@ class AimEngine(pulumi.ComponentResource):
             download_command += ["--revision", args.model_revision]
         cache_mount = {"name": "model-cache", "mountPath": MODELS_MOUNT}
         health = {"httpGet": {"path": "/health", "port": "http"}}
+        # Least privilege for both containers: no capabilities at all (ROCm needs none: the device plugin injects
+        # /dev/kfd and /dev/dri/renderD*, reachable through the video/render groups below), no privilege escalation,
+        # and the runtime's default seccomp profile (set for the pod).
+        #
+        # Both still run as root, the image's user: the ROCm vLLM image is built for root (AITER compiles its JIT
+        # kernels into its own package directory under site-packages, Triton/MIOpen/torch.compile caches go under
+        # $HOME=/root), and the model cache holds root-owned files from earlier runs while fsGroup is not applied to
+        # hostPath-backed volumes such as local-path's, so a non-root downloader could not update it. Root without
+        # any capability cannot bypass file permissions (no CAP_DAC_OVERRIDE), load modules or touch devices it was
+        # not given. PSA therefore warns/audits against `restricted` and enforces `baseline` for the namespace.
+        dropped = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         return {
             "metadata": {
                 "labels": self.labels,
@@ -298,7 +350,10 @@ class AimEngine(pulumi.ComponentResource):
                 "serviceAccountName": name,
                 "automountServiceAccountToken": False,
                 "terminationGracePeriodSeconds": 120,  # let in-flight requests finish
-                "securityContext": {"supplementalGroups": [VIDEO_GROUP_ID, args.render_group_id]},
+                "securityContext": {
+                    "supplementalGroups": [VIDEO_GROUP_ID, args.render_group_id],
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "affinity": self._gpu_affinity(args),
                 "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                 "initContainers": [
@@ -311,7 +366,10 @@ class AimEngine(pulumi.ComponentResource):
                             {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
                             *hf_env,
                         ],
-                        "volumeMounts": [cache_mount],
+                        # The downloader writes only to the cache volume (HF_HOME is on it) and /tmp: its root
+                        # filesystem stays read-only.
+                        "securityContext": {**dropped, "readOnlyRootFilesystem": True},
+                        "volumeMounts": [cache_mount, {"name": "download-tmp", "mountPath": "/tmp"}],
                         "resources": {
                             "requests": {"cpu": "1", "memory": "2Gi"},
                             "limits": {"cpu": "4", "memory": "8Gi"},
@@ -320,8 +378,12 @@ class AimEngine(pulumi.ComponentResource):
                 ],
                 "containers": [
                     {
-                        "name": "vllm",
+                        "name": "vllm",  # = VLLM_CONTAINER (the alerts and the admission policy name it)
                         "image": image,
+                        # Writable root filesystem: vLLM, Triton, MIOpen and torch.compile write caches under $HOME,
+                        # and AITER builds JIT kernels into its package directory; an emptyDir over that directory
+                        # would hide the kernels the image ships prebuilt.
+                        "securityContext": {**dropped, "readOnlyRootFilesystem": False},
                         "args": [
                             "vllm",
                             "serve",
@@ -376,6 +438,7 @@ class AimEngine(pulumi.ComponentResource):
                 "volumes": [
                     {"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{name}-model-cache"}},
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib(decision)}Gi"}},
+                    {"name": "download-tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                 ],
             },
         }

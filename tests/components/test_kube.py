@@ -280,6 +280,8 @@ def test_the_stacks_cover_every_kind_we_declare(runs: dict[str, Run]) -> None:
     """The comparison above sees Secrets (prod) and the PodDisruptionBudget (replicas > 1) as well."""
     seen = {r.type for _, result, _ in runs.values() for r in result.resources if is_kubernetes_object(r.type)}
     assert seen == {
+        "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy",
+        "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding",
         "kubernetes:apps/v1:Deployment",
         "kubernetes:core/v1:ConfigMap",
         "kubernetes:core/v1:Namespace",
@@ -290,6 +292,7 @@ def test_the_stacks_cover_every_kind_we_declare(runs: dict[str, Run]) -> None:
         "kubernetes:helm.sh/v3:Release",
         "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
         "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
         "kubernetes:policy/v1:PodDisruptionBudget",
         "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
         "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",

@@ -39,10 +39,16 @@ def test_prod_objects_with_secrets_and_budget_validate(prod: PlanResult) -> None
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"aim:serviceType": "LoadBalancer", "aim:apiAllowedCidrs": "[\"10.20.0.0/16\"]"},
+        {"aim:serviceType": "LoadBalancer", "aim:apiAllowedCidrs": '["10.20.0.0/16"]'},
         {"aim:serviceType": "ClusterIP", "aim:amdGpuPlugin": "false", "aim:localPath": "false"},
         {"aim:nodePort": "0", "aim:storageClass": "fast-nvme", "aim:cacheAccessMode": "ReadWriteMany"},
         {"aim:model": "deepseek-ai/DeepSeek-R1", "aim:gpuCount": "8"},
+        {
+            "aim:airGapped": "true",
+            "aim:apiAllowedCidrs": '["10.20.0.0/16", "2001:db8::/32"]',
+            "aim:apiAllowedNamespaces": '["gateway", "ingress-nginx"]',
+            "aim:monitoring": "false",
+        },
     ],
 )
 def test_variants_validate(overrides: dict[str, str]) -> None:

@@ -18,7 +18,13 @@ COMPONENTS = {
     "aim:infra:AimImage",
     "aim:infra:AimEngine",
     "aim:infra:Monitoring",
+    "aim:infra:EngineNetworkPolicy",
+    "aim:infra:RecipeAdmission",
 }
+PROD_IMAGE = (
+    "registry.example.com/ml-platform/aim-engine:2026.11.0"
+    "@sha256:1ecc99aecf796ccf9e5ef08c995d3da4cc48589b11fd704e237084346723c956"
+)
 
 
 def deployment(result: PlanResult) -> Declared:
@@ -54,7 +60,7 @@ def test_prod_builds_no_image_and_runs_no_registry(prod: PlanResult) -> None:
     types = {r.type for r in prod.resources}
     assert "aim:infra:AimImage" not in types and "aim:infra:LocalRegistry" not in types
     assert not [r for r in prod.resources if r.type.startswith("docker:")]
-    assert vllm_container(prod)["image"] == "registry.example.com/ml-platform/aim-engine:2026.11.0"
+    assert vllm_container(prod)["image"] == PROD_IMAGE
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
