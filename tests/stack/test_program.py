@@ -245,3 +245,14 @@ def test_api_key_changes_the_verification_commands(prod: PlanResult) -> None:
     verify = prod.outputs["verify"]
     assert "Authorization: Bearer $AIM_API_KEY" in verify["chat"]
     assert SECRET_KEY not in json.dumps(verify)
+
+
+def test_registry_data_survives_destroy_unless_opted_out(dev: PlanResult) -> None:
+    volume = dev.named("docker:index/volume:Volume", "aim-registry-data")
+    assert volume.inputs["name"] == "aim-registry-data" and volume.options["retain_on_delete"] is True
+    dropped = run_stack("dev", {"aim:retainRegistryData": "false"})
+    assert dropped.named("docker:index/volume:Volume", "aim-registry-data").options["retain_on_delete"] is False
+    namespaces = [r for r in dev.resources if r.type == "kubernetes:core/v1:Namespace"]
+    # The stack owns every namespace it installs into; no Helm release creates one.
+    assert all(r.inputs["createNamespace"] is False for r in dev.of_type("kubernetes:helm.sh/v3:Release"))
+    assert {r.inputs["metadata"]["name"] for r in namespaces} >= {"aim", "monitoring", "kube-amd-gpu"}
