@@ -26,14 +26,18 @@ def discover_gpus(context: str | None, timeout_seconds: int = 10) -> list[NodeGp
         )
     except (ConfigException, OSError, TypeError, ValueError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
-        raise AimError(f"aim:gpu auto: no usable kubeconfig for {where} ({reason}); {SET_BY_HAND}") from None
+        raise AimError(
+            f"aim:gpu/aim:gpuCount auto: no usable kubeconfig for {where} ({reason}); {SET_BY_HAND}"
+        ) from None
     configuration.retries = 1  # an unreachable API server should fail the preview fast, not after urllib3's retries
     api_client = client.ApiClient(configuration)
     try:
         nodes = client.CoreV1Api(api_client).list_node(_request_timeout=timeout_seconds).items
     except Exception as error:
         reason = " ".join(str(error).split())[:160] or type(error).__name__
-        raise AimError(f"aim:gpu auto: cannot list nodes through {where} ({reason}); {SET_BY_HAND}") from None
+        raise AimError(
+            f"aim:gpu/aim:gpuCount auto: cannot list nodes through {where} ({reason}); {SET_BY_HAND}"
+        ) from None
     finally:
         api_client.close()
     return gpus_from_nodes(nodes)

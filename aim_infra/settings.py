@@ -75,7 +75,7 @@ def _arg_list(value: Any) -> Any:
         if text.startswith("["):
             try:
                 items = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # invalid, or nested deeper than the parser's recursion limit
                 raise ValueError("expected a list of strings or a shell-quoted string of flags") from None
         else:
             try:
@@ -148,9 +148,12 @@ ArgList = Annotated[list[str], BeforeValidator(_arg_list)]
 class Settings(BaseModel):
     """Stack config. Aliases are the `aim:` keys; defaults equal Pulumi.yaml's `config:` defaults (a test checks)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Leading and trailing blanks never mean anything in a config value: ` MI300X ` is MI300X, `  ` is empty.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
 
-    model: str = Field(default="Qwen/Qwen3-8B", min_length=1, description="Hugging Face model id to serve.")
+    model: str = Field(
+        default="Qwen/Qwen3-8B", min_length=1, max_length=200, description="Hugging Face model id to serve."
+    )
     model_revision: str = Field(default="", alias="modelRevision", description="Hub revision; empty = default branch.")
     gpu: str = Field(default="auto", description="GPU type (MI300X, MI325X, MI355X, ...) or auto (from node labels).")
     gpu_count: GpuCount = Field(default="auto", alias="gpuCount", description="GPUs available on one node, or auto.")
@@ -276,13 +279,12 @@ class Settings(BaseModel):
             raise _KeyError("image", self.image, "the repository to push to when registry is false")
         elif self.image and self.build_image and (":" in self.image.rsplit("/", 1)[-1] or "@" in self.image):
             raise _KeyError("image", self.image, "a repository without tag when buildImage is true (we tag it)")
-        if self.service_type == "LoadBalancer" and (
-            not self.api_allowed_cidrs or "0.0.0.0/0" in self.api_allowed_cidrs
-        ):
+        open_to_all = any(ipaddress.ip_network(c).prefixlen == 0 for c in self.api_allowed_cidrs)
+        if self.service_type == "LoadBalancer" and (not self.api_allowed_cidrs or open_to_all):
             raise _KeyError(
                 "apiAllowedCidrs",
                 self.api_allowed_cidrs,
-                "an explicit list of client networks (not 0.0.0.0/0) for a LoadBalancer service",
+                "an explicit list of client networks (not 0.0.0.0/0 or ::/0) for a LoadBalancer service",
             )
         if self.service_type == "NodePort" and self.node_port and not 30000 <= self.node_port <= 32767:
             raise _KeyError("nodePort", self.node_port, "0 (assigned) or a port from 30000 to 32767")
@@ -300,7 +302,7 @@ class Settings(BaseModel):
 
 class _KeyError(ValueError):
     def __init__(self, key: str, value: object, allowed: str) -> None:
-        super().__init__(f"{key}\x00{value!r}\x00{allowed}")
+        super().__init__(f"{key}\x00{_shown(value)}\x00{allowed}")
 
 
 def _pinned(reference: str) -> bool:
@@ -324,7 +326,8 @@ def parse_settings(raw: dict[str, Any], secrets_present: set[str] | None = None)
         if key not in keys:
             close = difflib.get_close_matches(key, [*keys, *SECRET_KEYS], n=1)
             hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else ""
-            raise AimError(f"{NAMESPACE}:{key}: unknown config key{hint} (Pulumi.yaml lists every key)")
+            shown = key if key.isprintable() and not any(c.isspace() for c in key) else repr(key)
+            raise AimError(f"{NAMESPACE}:{shown}: unknown config key{hint} (Pulumi.yaml lists every key)")
     values = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     present = secrets_present or set()
     try:
@@ -338,6 +341,15 @@ def parse_settings(raw: dict[str, Any], secrets_present: set[str] | None = None)
         )
     except ValidationError as error:
         raise AimError(_one_line(error, raw)) from None
+
+
+def _shown(value: object) -> str:
+    """repr() for an error line: never fails (an int beyond str()'s digit limit) and never runs long."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _one_line(error: ValidationError, raw: dict[str, Any]) -> str:
@@ -356,7 +368,7 @@ def _one_line(error: ValidationError, raw: dict[str, Any]) -> str:
     message = message.removeprefix("Value error, ")
     if first.get("type") == "literal_error":
         message = message.replace("Input should be", "expected")
-    return f"{NAMESPACE}:{key}: {value!r} is not allowed: {message}"
+    return f"{NAMESPACE}:{key}: {_shown(value)} is not allowed: {message}"
 
 
 class StackConfig:
@@ -387,7 +399,12 @@ def read_stack_config() -> StackConfig:
 
     config = pulumi.Config(NAMESPACE)
     raw = {key: config.get(key) for key in _config_keys(NAMESPACE) if key not in SECRET_KEYS}
-    secrets = {key: config.get_secret(key) for key in SECRET_KEYS}
+    from pulumi.runtime import get_config
+
+    # An empty secret is no secret: it would only make an empty Secret (and an API key nobody can send).
+    secrets = {
+        key: config.get_secret(key) if (get_config(f"{NAMESPACE}:{key}") or "").strip() else None for key in SECRET_KEYS
+    }
     settings = parse_settings(
         {k: v for k, v in raw.items() if v is not None}, {k for k, v in secrets.items() if v is not None}
     )

@@ -358,6 +358,14 @@ def fetch_hub_profile(model_id: str, revision: str | None = None) -> ModelProfil
 # Resolution order
 
 
+def _exists(path: Path, kind: str) -> bool:
+    """Whether `path` is a directory (or file); a name the OS cannot even look up (too long, bad bytes) is neither."""
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model(model: str, revision: str | None = None, *, catalogue: ModelCatalogue | None = None) -> ModelProfile:
     """A model by local directory, bundled catalogue id/alias (case-insensitive), or Hub repo id, in that order.
 
@@ -367,12 +375,12 @@ def resolve_model(model: str, revision: str | None = None, *, catalogue: ModelCa
     if not name:
         raise AimError("model: empty name; give a Hugging Face repo id (org/name), a bundled model or a local folder")
     local = Path(name).expanduser()
-    if local.is_dir():
+    if _exists(local, "dir"):
         return read_local_model(local)
     found = (catalogue if catalogue is not None else load_model_catalogue()).find(name)
     if found is not None:
         return found
-    if name.startswith(("/", "./", "../", "~", "\\")) or local.is_file():
+    if name.startswith(("/", "./", "../", "~", "\\")) or _exists(local, "file"):
         raise AimError(
             f"{name}: no such model directory; pass the folder that holds config.json and the safetensors weights"
         )

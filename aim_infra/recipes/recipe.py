@@ -26,6 +26,8 @@ STRUCTURAL_FLAGS = (
     "served-model-name",
     "api-key",
 )
+#: Scheduler limits the memory fit reads from a recipe, with the range a real deployment can use.
+SCHEDULER_LIMITS = {"max-num-seqs": (1, 65536), "max-num-batched-tokens": (1, 10_485_760)}
 FLAG_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
@@ -65,6 +67,10 @@ class Recipe(BaseModel):
                 raise ValueError(f"flag {flag!r} is set by a recipe field, not in vllm_args")
             if value is False:
                 raise ValueError(f"flag {flag!r}: false is not a value; leave the switch out")
+            if flag in SCHEDULER_LIMITS:
+                low, high = SCHEDULER_LIMITS[flag]
+                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                    raise ValueError(f"flag {flag!r} must be a whole number from {low} to {high}")
         return args
 
     @field_validator("env")
@@ -116,7 +122,7 @@ class Recipe(BaseModel):
             return None
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
 
 

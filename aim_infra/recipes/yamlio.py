@@ -39,6 +39,9 @@ def read_yaml(path: Path) -> object:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise AimError(f"{path}: cannot read: {error}") from None
+    depth = _nesting(text)
+    if depth > MAX_NESTING:
+        raise AimError(f"{path}: nested {depth} levels deep; data files nest at most {MAX_NESTING} levels")
     try:
         # libyaml's C parser when PyYAML was built with it: the pure-Python one is several times slower.
         data = yaml.load(text, Loader=SAFE_LOADER)
@@ -47,8 +50,30 @@ def read_yaml(path: Path) -> object:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise AimError(f"{path}:{where}: {problem}") from None
+    except (ValueError, OverflowError, RecursionError) as error:  # e.g. an integer beyond int()'s digit limit
+        raise AimError(f"{path}: cannot read a value: {' '.join(str(error).split())[:160]}") from None
     _store(raw, data)
     return data
+
+
+#: Deeper nesting than any data file needs; far shallower than what overflows the YAML parser's stack.
+MAX_NESTING = 64
+
+
+def _nesting(text: str) -> int:
+    """A cheap upper bound of how deeply `text` nests: open flow brackets, or block sequence markers on one line.
+    Checked before parsing, since libyaml crashes the interpreter on documents nested tens of thousands deep."""
+    deepest = depth = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    for line in text.splitlines():
+        stripped = line.lstrip(" -")
+        deepest = max(deepest, (len(line) - len(stripped)) // 2)
+    return deepest
 
 
 def _cache_dir() -> Path:
@@ -68,12 +93,14 @@ def _store(raw: bytes, data: object) -> None:
     folder = _cache_dir()
     try:
         text = json.dumps(data)
+        if json.loads(text) != data:
+            return  # JSON would change the data (non-string keys): keep parsing this file every time
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{hashlib.sha256(raw).hexdigest()}.json"
         temporary = final.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(final)  # atomic: a concurrent reader sees the old state or the whole file
-    except (OSError, TypeError, ValueError):
+    except (OSError, TypeError, ValueError, RecursionError):
         return  # data JSON cannot hold (dates, ...) or a read-only home: parse every time instead
 
 

@@ -128,7 +128,7 @@ def test_gpu_auto_with_an_unreachable_cluster_says_what_to_set(tmp_path: Path, m
     )
     monkeypatch.setenv("KUBECONFIG", str(path))
     result = run_stack("dev", {"aim:gpu": "auto"})
-    assert result.error is not None and result.error.startswith("aim:gpu auto: cannot list nodes")
+    assert result.error is not None and result.error.startswith("aim:gpu/aim:gpuCount auto: cannot list nodes")
     assert "set aim:gpu and aim:gpuCount" in result.error and "\n" not in result.error
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     result = run_stack("dev", {"aim:gpu": "auto"})
