@@ -1,0 +1,333 @@
+"""Smoke test of a deployed engine: /health, the served model on /v1/models, one chat completion; one line either way.
+
+    python -m aim_infra.smoke --endpoint URL --model MODEL_ID [--api-key-env AIM_API_KEY] [--timeout SECONDS]
+                              [--retries N] [--namespace aim] [--deployment aim-engine]
+
+Stdlib only (urllib, json), so it runs wherever `pulumi up` runs. The API key is read from the environment variable
+named by `--api-key-env` (default AIM_API_KEY), never from the command line, so it never shows in process lists or
+Pulumi state; when set it is sent as `Authorization: Bearer <key>` on /v1/* only (vLLM keeps /health open).
+
+`--timeout` is how long /health may take to answer 200 while the engine starts (connection refused, 503 and
+time-outs are retried with backoff until then); `--retries` is how often a /v1 request is retried after a transport
+error or a 502/503/504. Exit 0 with one summary line on stdout; exit 1 with one line on stderr starting `aim smoke:`
+that says what failed and the likely fix. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+PREFIX = "aim smoke:"
+DEFAULT_TIMEOUT = 900.0
+DEFAULT_RETRIES = 2
+REQUEST_TIMEOUT_CAP = 120.0  # one /v1 request (a cold engine's first chat can take a while)
+HEALTH_POLL_CAP = 10.0  # one /health request while waiting
+BACKOFF_START = 0.2
+BACKOFF_MAX = 5.0
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+PROMPT = "Say hello in five words."
+
+
+class SmokeFailure(Exception):
+    """A failed check: its message is the one line printed after `aim smoke:`."""
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments (argparse would print usage over several lines)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    seconds: float
+
+    def text(self, limit: int = 200) -> str:
+        snippet = self.body.decode("utf-8", "replace")[:limit]
+        return " ".join(snippet.split()) or "(empty body)"
+
+
+class TransportError(Exception):
+    """No HTTP status came back: connection refused, reset, time-out, DNS, TLS."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    model: str
+    api_key: str
+    api_key_env: str
+    timeout: float
+    retries: int
+    namespace: str
+    deployment: str
+
+    @property
+    def logs_hint(self) -> str:
+        return (
+            f"kubectl -n {self.namespace} logs deploy/{self.deployment} -c vllm "
+            f"(and -c model-download while the model downloads; kubectl -n {self.namespace} get pods)"
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    parser = _Parser(prog="python -m aim_infra.smoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, help="base URL of the engine, e.g. http://10.0.0.5:30080")
+    parser.add_argument("--model", required=True, help="the model id the engine should serve (aim:model)")
+    parser.add_argument(
+        "--api-key-env", default="AIM_API_KEY", help="environment variable holding the API key (default AIM_API_KEY)"
+    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds /health may take to be 200")
+    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="retries of a /v1 request on 502/503/504")
+    parser.add_argument("--namespace", default="aim", help="workload namespace, for the kubectl hint (default aim)")
+    parser.add_argument("--deployment", default="aim-engine", help="Deployment name, for the kubectl hint")
+    args = parser.parse_args(argv)
+
+    endpoint = args.endpoint.strip().rstrip("/")
+    if endpoint.endswith("/v1"):
+        endpoint = endpoint[: -len("/v1")]
+    if "$" in endpoint:
+        raise _UsageError(
+            f"--endpoint {endpoint!r} still holds a shell variable: run `pulumi stack output verify --json` and "
+            "`export NODE_IP=...` (verify.nodeIp), then pass the endpoint unquoted so the shell expands it"
+        )
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _UsageError(f"--endpoint {endpoint!r} is not an http(s) URL: expected e.g. http://10.0.0.5:30080")
+    if not args.model.strip():
+        raise _UsageError("--model is empty: pass the model id the engine serves (aim:model)")
+    if not args.timeout > 0:
+        raise _UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
+    if args.retries < 0:
+        raise _UsageError(f"--retries {args.retries} is not allowed: expected 0 or more")
+    return Settings(
+        endpoint=endpoint,
+        model=args.model.strip(),
+        api_key=os.environ.get(args.api_key_env, "").strip(),
+        api_key_env=args.api_key_env,
+        timeout=args.timeout,
+        retries=args.retries,
+        namespace=args.namespace,
+        deployment=args.deployment,
+    )
+
+
+def _describe(error: BaseException) -> str:
+    """A short name for a transport error (`connection refused`, `timed out`, ...)."""
+    reason: Any = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(reason, ConnectionResetError | http.client.RemoteDisconnected):
+        return "connection closed by the server"
+    if isinstance(reason, socket.gaierror):
+        return f"host name not resolved ({reason.strerror or reason})"
+    text = str(getattr(reason, "strerror", None) or reason).strip()
+    return text or type(reason).__name__
+
+
+def request(method: str, url: str, *, headers: dict[str, str], body: bytes | None, timeout: float) -> Reply:
+    """One HTTP request: a Reply for any status (errors too), TransportError when no status came back."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            data = response.read()
+            return Reply(response.status, data, time.monotonic() - start)
+    except urllib.error.HTTPError as error:
+        try:
+            data = error.read()
+        except Exception:
+            data = b""
+        return Reply(error.code, data, time.monotonic() - start)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        raise TransportError(_describe(error)) from error
+
+
+def wait_healthy(settings: Settings) -> Reply:
+    """GET /health until 200, retrying refused connections, 5xx and time-outs with backoff until --timeout."""
+    url = settings.endpoint + "/health"
+    deadline = time.monotonic() + settings.timeout
+    backoff = BACKOFF_START
+    last = "no answer"
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            reply = request("GET", url, headers={}, body=None, timeout=min(HEALTH_POLL_CAP, remaining))
+        except TransportError as error:
+            last = str(error)
+        else:
+            if reply.status == 200:
+                return reply
+            if reply.status < 500:
+                raise SmokeFailure(
+                    f"GET {url} returned {reply.status}: expected 200 from vLLM; check --endpoint is the engine's "
+                    f"Service URL (pulumi stack output endpoint), not a path under it: {reply.text()}"
+                )
+            last = f"{reply.status} {reply.text(80)}"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(backoff, remaining))
+        backoff = min(backoff * 2, BACKOFF_MAX)
+    raise SmokeFailure(f"not healthy after {settings.timeout:g} s (GET {url}, last: {last}): {settings.logs_hint}")
+
+
+def call_api(settings: Settings, method: str, path: str, payload: dict[str, Any] | None = None) -> Reply:
+    """A /v1 request with the bearer key when set, retried on transport errors and 502/503/504; 2xx or SmokeFailure."""
+    url = settings.endpoint + path
+    headers = {"Accept": "application/json"}
+    if settings.api_key:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    body = None
+    if payload is not None:
+        body = json.dumps(payload).encode()
+        headers["Content-Type"] = "application/json"
+    timeout = max(5.0, min(settings.timeout, REQUEST_TIMEOUT_CAP))
+    backoff = BACKOFF_START
+    for attempt in range(settings.retries + 1):
+        last_try = attempt == settings.retries
+        try:
+            reply = request(method, url, headers=headers, body=body, timeout=timeout)
+        except TransportError as error:
+            if last_try:
+                raise SmokeFailure(
+                    f"{method} {url} failed: {error} (after {settings.retries + 1} attempt(s)); the engine was "
+                    f"healthy a moment ago, so it may have restarted: {settings.logs_hint}"
+                ) from error
+        else:
+            if 200 <= reply.status < 300:
+                return reply
+            if reply.status in (401, 403):
+                sent = (
+                    f"sent the key from ${settings.api_key_env}"
+                    if settings.api_key
+                    else f"no key sent: ${settings.api_key_env} is unset"
+                )
+                raise SmokeFailure(
+                    f"{method} {url} returned {reply.status} ({sent}): the API key is wrong or missing: "
+                    f"set aim:apiKey / export {settings.api_key_env}=$(pulumi config get aim:apiKey)"
+                )
+            if reply.status not in RETRYABLE_STATUS or last_try:
+                hint = f"; see {settings.logs_hint}" if reply.status >= 500 else ""
+                raise SmokeFailure(f"{method} {url} returned {reply.status}: {reply.text()}{hint}")
+        time.sleep(backoff)
+        backoff = min(backoff * 2, BACKOFF_MAX)
+    raise SmokeFailure(f"{method} {url}: no attempt was made (--retries {settings.retries})")  # pragma: no cover
+
+
+def _json(reply: Reply, what: str) -> Any:
+    try:
+        return json.loads(reply.body)
+    except ValueError as error:
+        raise SmokeFailure(f"{what} did not return JSON: {reply.text()}") from error
+
+
+def check_models(settings: Settings) -> Reply:
+    reply = call_api(settings, "GET", "/v1/models")
+    document = _json(reply, "GET /v1/models")
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list):
+        raise SmokeFailure(f"GET /v1/models returned no model list: {reply.text()}")
+    ids = [str(item.get("id")) for item in data if isinstance(item, dict)]
+    if settings.model not in ids:
+        served = ", ".join(repr(i) for i in ids) or "nothing"
+        raise SmokeFailure(
+            f"the engine serves {served}, not {settings.model!r}: pass --model with the served id, or "
+            f"`pulumi config set aim:model {settings.model}` and `pulumi up`"
+        )
+    return reply
+
+
+def check_chat(settings: Settings) -> tuple[Reply, str]:
+    payload = {
+        "model": settings.model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    reply = call_api(settings, "POST", "/v1/chat/completions", payload)
+    document = _json(reply, "POST /v1/chat/completions")
+    try:
+        content = document["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        content = None
+    if not isinstance(content, str) or not content.strip():
+        raise SmokeFailure(
+            f"POST /v1/chat/completions returned no choices[0].message.content: {reply.text()}; "
+            f"see {settings.logs_hint}"
+        )
+    return reply, content
+
+
+def run(settings: Settings) -> str:
+    """The three checks in order; the success line, or SmokeFailure."""
+    start = time.monotonic()
+    health = wait_healthy(settings)
+    models = check_models(settings)
+    chat, content = check_chat(settings)
+    answer = " ".join(content.split())
+    if len(answer) > 60:
+        answer = answer[:57] + "..."
+    return (
+        f"{PREFIX} ok {settings.endpoint}: /health 200 ({health.seconds * 1000:.0f} ms), "
+        f"/v1/models serves {settings.model} ({models.seconds * 1000:.0f} ms), "
+        f"chat answered {answer!r} ({chat.seconds * 1000:.0f} ms); total {time.monotonic() - start:.1f} s"
+    )
+
+
+def _one_line(message: str, secret: str) -> str:
+    line = " ".join(message.split())
+    if secret:
+        line = line.replace(secret, "***")
+    return line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the smoke test; 0 with one line on stdout, 1 (2 for bad arguments) with one line on stderr."""
+    secret = ""
+    try:
+        settings = parse_args(argv)
+        secret = settings.api_key
+        line = run(settings)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except _UsageError as error:
+        print(f"{PREFIX} {_one_line(str(error), secret)} (see python -m aim_infra.smoke --help)", file=sys.stderr)
+        return 2
+    except SmokeFailure as error:
+        print(f"{PREFIX} {_one_line(str(error), secret)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PREFIX} interrupted", file=sys.stderr)
+        return 130
+    except BaseException as error:  # never a traceback
+        detail = _one_line(f"{type(error).__name__}: {error}", secret)
+        print(f"{PREFIX} unexpected error: {detail}", file=sys.stderr)
+        return 1
+    print(_one_line(line, secret))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
