@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fake_hub import FakeHub
+from tests.fake_hub import FakeHub, isolate_hub_client
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -44,32 +44,9 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 @pytest.fixture
 def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_only: list[str]) -> Iterator[FakeHub]:
     """A running fake Hub; HF_ENDPOINT points at it, HF_HOME is a temporary folder, no token, not offline."""
-    from huggingface_hub import constants
-
     hub = FakeHub().start()
-    home = tmp_path / "hf-home"
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_HOME", str(home))
-    for name in (
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_HUB_OFFLINE",
-        "TRANSFORMERS_OFFLINE",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    # huggingface_hub copies these from the environment once, at import: point the copies at the temporary home too,
-    # so nothing is read from or written to the real cache or token file. Telemetry off: with it on, the first request
-    # of a process also fetches `{import-time endpoint}/api/agent-harnesses` (huggingface.co unless set before import).
-    monkeypatch.setattr(constants, "HF_HOME", str(home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(constants, "HF_XET_CACHE", str(home / "xet"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    isolate_hub_client(monkeypatch, tmp_path / "hf-home", offline=False)
     try:
         yield hub
     finally:
