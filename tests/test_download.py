@@ -321,7 +321,12 @@ def test_killed_download_keeps_finished_files_and_cleans_up_the_partial_one(
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and process.poll() is None:
-            everything_else = all((dest / n).is_file() for n in NEEDED - {stalled})
+            # A file counts as finished once huggingface_hub has also written its metadata: killed between the two,
+            # the next start would rightly fetch it again.
+            everything_else = all(
+                (dest / n).is_file() and (dest / ".cache" / "huggingface" / "download" / f"{n}.metadata").is_file()
+                for n in NEEDED - {stalled}
+            )
             if everything_else and any(p.stat().st_size > 0 for p in partials()):
                 break
             time.sleep(0.05)
