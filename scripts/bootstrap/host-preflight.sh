@@ -7,20 +7,32 @@
 #   - kernel modules overlay and br_netfilter are loaded (modprobe), persisted in /etc/modules-load.d/aim.conf
 #   - sysctls net.bridge.bridge-nf-call-iptables, net.bridge.bridge-nf-call-ip6tables and net.ipv4.ip_forward are 1
 #     (sysctl -w), persisted in /etc/sysctl.d/99-aim.conf
-#   - the AMD GPU kernel driver is present (/dev/kfd); this cannot be fixed here: install amdgpu-dkms (ROCm) first
+# Checks only (each missing item is one line on stderr and exit 1; the fixes above are still applied):
+#   - the AMD GPU kernel driver is present (/dev/kfd): install amdgpu-dkms (ROCm) first
+#   - containerd, kubeadm, kubelet and kubectl are on PATH: install containerd (distribution package) and
+#     kubeadm, kubelet, kubectl from pkgs.k8s.io
 #
-# Usage: host-preflight.sh [--check]
+# Usage: host-preflight.sh [--check] [--undo]
 #   --check  dry run: print one "would: ..." line per needed change, change nothing;
 #            exit 0 when nothing needs changing, 3 when something would change.
-#   A real run (root) prints one "changed: ..." line per change.
-# Exit codes: 0 ok, 1 error (e.g. /dev/kfd missing, not root), 2 unsupported OS or bad usage, 3 (--check) changes needed.
+#   --undo   remove the two files a real run persisted, /etc/modules-load.d/aim.conf and /etc/sysctl.d/99-aim.conf,
+#            each only while it still starts with this script's "# Managed by" line (else a "note: ..." line).
+#            Swap stays off, loaded modules and live sysctls stay as they are (a "note: ..." line says so).
+#            Skips the OS, /dev/kfd and PATH checks. With --check: print the "would: ..." lines only.
+#   A real run prints one "changed: ..." line per change, or "host-preflight: nothing to change".
+#   A real run must be root: run by another user it re-runs itself with `sudo -n` when passwordless sudo works.
+# Exit codes: 0 ok, 1 error (/dev/kfd or a command missing, not root), 2 unsupported OS or bad usage,
+#             3 (--check) changes needed.
 #
 # Every system path can be overridden, for tests against a fake root:
 #   AIM_OS_RELEASE (/etc/os-release)  AIM_PROC_SWAPS (/proc/swaps)  AIM_PROC_MODULES (/proc/modules)
 #   AIM_PROC_SYS (/proc/sys)          AIM_DEV (/dev)                 AIM_ETC (/etc: fstab, modules-load.d, sysctl.d)
-# When any AIM_PROC_* or AIM_ETC is set, swapoff/modprobe/sysctl are never run: the script prints
-# "simulated: <command>" and applies the command's effect to the fake /proc files instead.
+# When any AIM_PROC_* or AIM_ETC (or another path override of lib.sh) is set, the run is simulated: no root is needed,
+# swapoff/modprobe/sysctl are never run, the script prints "simulated: <command>" and applies the command's effect
+# to the fake /proc files instead. containerd, kubeadm, kubelet and kubectl are looked up on PATH.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OS_RELEASE=${AIM_OS_RELEASE:-/etc/os-release}
 PROC_SWAPS=${AIM_PROC_SWAPS:-/proc/swaps}
@@ -30,20 +42,25 @@ DEV=${AIM_DEV:-/dev}
 ETC=${AIM_ETC:-/etc}
 
 SIMULATE=0
-if [[ -n "${AIM_PROC_SWAPS:-}${AIM_PROC_MODULES:-}${AIM_PROC_SYS:-}${AIM_ETC:-}" ]]; then
+if aim_simulated; then
   SIMULATE=1
 fi
 
 MODULES=(overlay br_netfilter)
 SYSCTLS=(net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.ipv4.ip_forward)
+COMMANDS=(containerd kubeadm kubelet kubectl)
+INSTALL_HINT="install containerd (distribution package) and kubeadm, kubelet, kubectl from pkgs.k8s.io: \
+https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/install-kubeadm/"
 ME=scripts/bootstrap/host-preflight.sh
 
 CHECK=0
+UNDO=0
 for arg in "$@"; do
   case "$arg" in
     --check) CHECK=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
-    *) echo "host-preflight: unknown argument '$arg' (usage: host-preflight.sh [--check])" >&2; exit 2 ;;
+    --undo) UNDO=1 ;;
+    -h|--help) aim_help; exit 0 ;;
+    *) aim_die 2 "unknown argument '$arg' (usage: host-preflight.sh [--check] [--undo])" ;;
   esac
 done
 
@@ -91,6 +108,36 @@ write_if_different() {
   changed "wrote $file ($what)"
 }
 
+# finish: the exit status and closing line shared by both modes.
+finish() {
+  if (( PENDING )); then
+    exit 3
+  fi
+  if (( ! CHANGED )); then
+    echo "host-preflight: nothing to change"
+  fi
+  exit 0
+}
+
+# --- --undo: remove the persisted files, nothing else ----------------------------------------------------------------
+if (( UNDO )); then
+  aim_require_root "$CHECK" "$@"
+  for file in "$ETC/modules-load.d/aim.conf" "$ETC/sysctl.d/99-aim.conf"; do
+    if [[ ! -e "$file" && ! -L "$file" ]]; then
+      continue
+    fi
+    if [[ ! -f "$file" ]] || [[ "$(head -n 1 "$file")" != "# Managed by $ME" ]]; then
+      echo "note: left $file: it does not start with \"# Managed by $ME\", so this script did not write it"
+      continue
+    fi
+    report "remove $file" && continue
+    rm -f "$file"
+    changed "removed $file"
+  done
+  echo "note: --undo does not turn swap back on (the swap lines in $ETC/fstab stay commented out), unload ${MODULES[*]} or reset the live sysctls; modules and sysctls revert at the next reboot"
+  finish
+fi
+
 # --- OS ----------------------------------------------------------------------------------------------------------
 os_field() {
   # prints the unquoted value of KEY from os-release, without sourcing the file
@@ -111,10 +158,7 @@ case "$OS_ID:$OS_VERSION" in
     ;;
 esac
 
-if (( ! CHECK && ! SIMULATE )) && [[ "$(id -u)" != 0 ]]; then
-  echo "host-preflight: a real run must be root (use --check for a dry run)" >&2
-  exit 1
-fi
+aim_require_root "$CHECK" "$@"
 
 # --- swap --------------------------------------------------------------------------------------------------------
 active_swaps=""
@@ -192,13 +236,20 @@ if [[ ! -e "$DEV/kfd" ]]; then
   status=1
 fi
 
+# --- kubeadm's commands (report only) -------------------------------------------------------------------------------
+missing=()
+for cmd in "${COMMANDS[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("$cmd")
+  fi
+done
+if (( ${#missing[@]} )); then
+  list=$(printf '%s, ' "${missing[@]}")
+  echo "host-preflight: not on PATH: ${list%, }: $INSTALL_HINT" >&2
+  status=1
+fi
+
 if (( status )); then
   exit "$status"
 fi
-if (( PENDING )); then
-  exit 3
-fi
-if (( ! CHANGED )); then
-  echo "host-preflight: nothing to change"
-fi
-exit 0
+finish
