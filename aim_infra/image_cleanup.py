@@ -1,0 +1,475 @@
+"""Image cleanup on `pulumi destroy`: remove the built AIM image from the local Docker engine and the local registry.
+
+    python -m aim_infra.image_cleanup --image REPO:TAG [--digest sha256:<64 hex>] [--registry-container NAME]
+                                      [--docker docker] [--timeout SECONDS]
+
+Three steps, each reported on stdout as one line per action, prefixed `changed:`, `unchanged:`, `warning:` or `note:`:
+
+1. The local Docker engine: `docker image rm REPO:TAG` and, with --digest, `REPO@DIGEST` if the engine knows it.
+   Never forced and never a prune: an image a container still uses stays (a `warning:` names the container).
+2. The registry, only when REPO's host is the stack's local registry (`localhost:PORT` or `127.0.0.1:PORT`): the
+   manifest digest (--digest, else HEAD /v2/<name>/manifests/<tag>) goes with DELETE /v2/<name>/manifests/<digest>.
+   A remote registry is left alone (a `note:`); an unreachable one gets a `warning:` (it may already be gone).
+3. With --registry-container NAME and a manifest deleted: `docker exec NAME registry garbage-collect --delete-untagged
+   /etc/docker/registry/config.yml` (the binary and config path of the official registry:2 image) frees the blobs.
+
+It runs inside `pulumi destroy`, which must not get stuck on a registry that is already gone: after doing what it can it
+exits 0; bad arguments exit 2 with one line on stderr. --timeout bounds each docker command and each HTTP request.
+Stdlib only. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import math
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+PREFIX = "aim image cleanup:"
+USAGE = (
+    "python -m aim_infra.image_cleanup --image REPO:TAG [--digest sha256:<64 hex>] [--registry-container NAME] "
+    "[--docker docker] [--timeout SECONDS]"
+)
+DEFAULT_TIMEOUT = 60.0
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
+#: What the registry may store for a tag; without these a HEAD may answer a schema1 conversion with another digest.
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+#: The registry binary and its config inside the official `registry:2` image (distribution v2.8).
+GC_COMMAND = ("registry", "garbage-collect", "--delete-untagged", "/etc/docker/registry/config.yml")
+
+# The grammar of github.com/distribution/reference: a domain (with an optional port), then lowercase path components.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(
+    rf"(?P<host>{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::(?P<port>[0-9]+))?"
+)
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_NAME_MAX = 255
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments (argparse would print usage over several lines)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """REPO:TAG split the way Docker does: `domain` is None for Docker Hub names (`aim-engine`, `org/aim-engine`)."""
+
+    repository: str  # as given: localhost:5000/aim-engine
+    domain: str | None  # localhost:5000
+    name: str  # the repository inside its registry: aim-engine
+    tag: str
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def local_registry(self) -> str | None:
+        """`host:port` when the repository lives in the stack's local registry (localhost or 127.0.0.1 with a port)."""
+        if self.domain is None:
+            return None
+        match = _DOMAIN.fullmatch(self.domain)
+        if match and match.group("host") in LOCAL_HOSTS and match.group("port"):
+            return self.domain
+        return None
+
+    def at(self, digest: str) -> str:
+        return f"{self.repository}@{digest}"
+
+
+def parse_image(text: str) -> Reference:
+    """REPO:TAG, checked against Docker's reference grammar; ValueError says what is wrong."""
+    if not text:
+        raise ValueError("--image is empty: expected REPO:TAG such as localhost:5000/aim-engine:1a2b3c4d5e6f")
+    if "@" in text:
+        raise ValueError(f"--image {text!r} holds a digest: pass REPO:TAG as --image and the digest as --digest")
+    colon = text.rfind(":")
+    if colon == -1 or "/" in text[colon + 1 :]:
+        raise ValueError(
+            f"--image {text!r} has no tag: expected REPO:TAG such as localhost:5000/aim-engine:1a2b3c4d5e6f"
+        )
+    repository, tag = text[:colon], text[colon + 1 :]
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"--image {text!r} has an invalid tag {tag!r}: expected letters, digits, _ . - (up to 128)")
+    parts = repository.split("/")
+    domain: str | None = None
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        domain = parts.pop(0)
+        match = _DOMAIN.fullmatch(domain)
+        if not match or (match.group("port") and not 0 < int(match.group("port")) <= 65535):
+            raise ValueError(f"--image {text!r} has an invalid registry host {domain!r}")
+    if not parts or not all(_PATH_COMPONENT.fullmatch(part) for part in parts):
+        raise ValueError(
+            f"--image {text!r} has an invalid repository name: expected lowercase letters, digits and . _ - "
+            "between slashes"
+        )
+    if len(repository) > _NAME_MAX:
+        raise ValueError(f"--image {text!r} has a repository name longer than {_NAME_MAX} characters")
+    return Reference(repository=repository, domain=domain, name="/".join(parts), tag=tag)
+
+
+def check_digest(text: str) -> str:
+    """sha256:<64 lowercase hex>, as the registry's Docker-Content-Digest; ValueError otherwise."""
+    if not _DIGEST.fullmatch(text):
+        raise ValueError(f"--digest {text!r} is not a manifest digest: expected sha256:<64 lowercase hex digits>")
+    return text
+
+
+@dataclass(frozen=True)
+class Settings:
+    ref: Reference
+    digest: str | None
+    registry_container: str | None
+    docker: str
+    timeout: float
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    parser = _Parser(prog="python -m aim_infra.image_cleanup", description=__doc__.splitlines()[0])
+    parser.add_argument("--image", required=True, help="the built image, REPO:TAG (e.g. localhost:5000/aim-engine:TAG)")
+    parser.add_argument("--digest", help="its manifest digest, sha256:<64 hex> (default: asked from the registry)")
+    parser.add_argument(
+        "--registry-container", help="the local registry's container, to run its garbage collector after a delete"
+    )
+    parser.add_argument("--docker", default="docker", help="the docker program (default: docker on PATH)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds for each docker command and HTTP request (default {DEFAULT_TIMEOUT:g})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        ref = parse_image(args.image)
+        digest = None if args.digest is None else check_digest(args.digest)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    container = args.registry_container
+    if container is not None and not _CONTAINER_NAME.fullmatch(container):
+        raise _UsageError(f"--registry-container {container!r} is not a container name or id")
+    if not args.docker:
+        raise _UsageError("--docker is empty: expected the docker program, e.g. docker")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise _UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
+    return Settings(ref, digest, container, args.docker, args.timeout)
+
+
+def emit(kind: str, text: str) -> None:
+    """One action's line: `changed:`, `unchanged:`, `warning:` or `note:`; flushed, so `pulumi destroy` shows it."""
+    print(f"{kind}: {' '.join(text.split())}", flush=True)
+
+
+def _first_line(text: str, limit: int = 240) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else "(no output)"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _last_line(text: str, limit: int = 240) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[-1] if lines else "(no output)"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the local Docker engine
+
+
+class DockerUnavailable(Exception):
+    """The docker CLI is missing, timed out, or its engine did not answer: the message says which."""
+
+
+def _docker(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [settings.docker, *args],
+            capture_output=True,
+            text=True,
+            timeout=settings.timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise DockerUnavailable(f"the docker program {settings.docker!r} was not found") from None
+    except subprocess.TimeoutExpired:
+        raise DockerUnavailable(f"`docker {' '.join(args[:2])}` took over {settings.timeout:g} s") from None
+    except OSError as error:
+        raise DockerUnavailable(f"cannot run {settings.docker!r}: {error.strerror or error}") from None
+
+
+def _no_such(stderr: str) -> bool:
+    text = stderr.lower()
+    return "no such image" in text or "no such object" in text or "reference does not exist" in text
+
+
+def image_id(settings: Settings, reference: str) -> str | None:
+    """The image id the engine has under `reference`, None when it has none; DockerUnavailable when it can't say."""
+    result = _docker(settings, "image", "inspect", "--format", "{{.Id}}", reference)
+    if result.returncode == 0:
+        return result.stdout.strip() or None
+    if _no_such(result.stderr):
+        return None
+    raise DockerUnavailable(f"the local Docker engine did not answer ({_first_line(result.stderr)})")
+
+
+def _container_hint(settings: Settings, stderr: str) -> str | None:
+    """`name (id)` of the container Docker names in a conflict, or just its id."""
+    match = re.search(r"container ([0-9a-f]{12,64})", stderr)
+    if match is None:
+        return None
+    container = match.group(1)
+    try:
+        result = _docker(settings, "container", "inspect", "--format", "{{.Name}}", container)
+    except DockerUnavailable:
+        return container
+    name = result.stdout.strip().lstrip("/") if result.returncode == 0 else ""
+    return f"{name} ({container[:12]})" if name else container[:12]
+
+
+def remove_reference(settings: Settings, reference: str) -> bool:
+    """`docker image rm REFERENCE` (never forced, so never a running container's image); True when it went."""
+    result = _docker(settings, "image", "rm", reference)
+    if result.returncode == 0:
+        emit("changed", f"removed {reference} from the local Docker engine")
+        return True
+    if _no_such(result.stderr):
+        emit("unchanged", f"{reference} is not in the local Docker engine")
+        return False
+    hint = _container_hint(settings, result.stderr) if "conflict" in result.stderr.lower() else None
+    if hint is not None:
+        container = hint.split(" ")[0]
+        emit(
+            "warning",
+            f"{reference} is used by container {hint}, so Docker keeps it (not forced): remove the container "
+            f"(docker rm {container}), then docker image rm {reference}",
+        )
+    else:
+        emit("warning", f"docker image rm {reference} failed: {_first_line(result.stderr)}; it stays")
+    return False
+
+
+def clean_local(settings: Settings) -> None:
+    """Step 1: the tag and, with --digest, the digest reference, from the local Docker engine."""
+    ref = settings.ref
+    by_digest = ref.at(settings.digest) if settings.digest else None
+    try:
+        tag_id = image_id(settings, ref.image)
+        digest_id = image_id(settings, by_digest) if by_digest else None
+        tag_kept = False
+        if tag_id is None:
+            emit("unchanged", f"{ref.image} is not in the local Docker engine")
+        else:
+            tag_kept = not remove_reference(settings, ref.image)
+        if by_digest is None:
+            return
+        if digest_id is None:
+            emit("unchanged", f"{by_digest} is not in the local Docker engine")
+        elif tag_kept and digest_id == tag_id:
+            return  # the same image stays for its container: its digest reference stays with it
+        elif image_id(settings, by_digest) is None:
+            # Untagging the last tag of a repository drops that repository's digest references with it.
+            emit("changed", f"removed {by_digest} from the local Docker engine")
+        else:
+            remove_reference(settings, by_digest)
+    except DockerUnavailable as error:
+        emit("warning", f"{error}; {ref.image} was not removed from the local Docker engine")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the local registry
+
+
+class Unreachable(Exception):
+    """No HTTP status came back: connection refused, reset, time-out."""
+
+
+def _describe(error: BaseException) -> str:
+    reason: object = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(reason, ConnectionResetError | http.client.RemoteDisconnected):
+        return "connection closed"
+    text = str(getattr(reason, "strerror", None) or reason).strip()
+    return text or type(reason).__name__
+
+
+def _request(method: str, url: str, *, timeout: float, accept: str | None = None) -> tuple[int, dict[str, str], str]:
+    """One request straight to the registry (no proxy from the environment): status, headers (lowercase), body text."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, method=method, headers={"Accept": accept} if accept else {})
+    try:
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                body = response.read(4096)
+                return (
+                    response.status,
+                    {k.lower(): v for k, v in response.headers.items()},
+                    body.decode("utf-8", "replace"),
+                )
+        except urllib.error.HTTPError as error:
+            try:
+                body = error.read(4096)
+            except (OSError, http.client.HTTPException):
+                body = b""
+            return error.code, {k.lower(): v for k, v in error.headers.items()}, body.decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        raise Unreachable(_describe(error)) from error
+
+
+def _base_url(host: str) -> str:
+    """The registry's URL: `localhost` is asked as 127.0.0.1, where the stack publishes it (not ::1)."""
+    match = _DOMAIN.fullmatch(host)
+    port = match.group("port") if match else None
+    return f"http://127.0.0.1:{port}" if port else f"http://{host}"
+
+
+def clean_registry(settings: Settings) -> bool:
+    """Step 2: delete the manifest from the stack's local registry; True when a DELETE was accepted (202)."""
+    ref = settings.ref
+    host = ref.local_registry
+    if host is None:
+        where = ref.domain or "docker.io"
+        emit(
+            "note",
+            f"{where} is not the stack's local registry (localhost:PORT or 127.0.0.1:PORT): remote registries "
+            f"are left alone, so {ref.image} stays there",
+        )
+        return False
+    base = f"{_base_url(host)}/v2/{ref.name}/manifests"
+    digest = settings.digest
+    try:
+        if digest is None:
+            status, headers, _ = _request("HEAD", f"{base}/{ref.tag}", timeout=settings.timeout, accept=MANIFEST_TYPES)
+            if status == 404:
+                emit("unchanged", f"{ref.name}:{ref.tag} is not in {host}")
+                return False
+            found = headers.get("docker-content-digest", "")
+            if status != 200 or not _DIGEST.fullmatch(found):
+                detail = f"answered {status}" if status != 200 else f"sent no usable Docker-Content-Digest ({found!r})"
+                emit(
+                    "warning",
+                    f"{host} {detail} to HEAD {ref.name}:{ref.tag}; nothing was deleted there "
+                    "(pass --digest to delete by digest)",
+                )
+                return False
+            digest = found
+        status, _, body = _request("DELETE", f"{base}/{digest}", timeout=settings.timeout)
+    except Unreachable as error:
+        emit(
+            "warning", f"registry {host} is unreachable ({error}); it may already be gone, so nothing was deleted there"
+        )
+        return False
+    if status == 202:
+        emit("changed", f"deleted {ref.name}@{digest} from {host}")
+        return True
+    if status == 404:
+        emit("unchanged", f"{ref.name}@{digest} is not in {host}")
+    elif status == 405:
+        emit(
+            "warning",
+            f"deletes are disabled on {host} (405: run it with REGISTRY_STORAGE_DELETE_ENABLED=true); the manifest "
+            f"{ref.name}@{digest} stays",
+        )
+    else:
+        emit(
+            "warning",
+            f"{host} answered {status} to DELETE {ref.name}@{digest} ({_first_line(body, 160)}); the manifest stays",
+        )
+    return False
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# garbage collection
+
+
+def freed_blobs(output: str) -> int | None:
+    """How many blobs `registry garbage-collect` (not a dry run) deleted, from its summary line; None if absent.
+
+    distribution v2.8 prints "N blobs marked, M blobs and K manifests eligible for deletion", v2.7 "... M blobs
+    eligible for deletion".
+    """
+    match = re.search(r"\d+ blobs marked, (\d+) blobs (?:and \d+ manifests )?eligible for deletion", output)
+    return int(match.group(1)) if match else None
+
+
+def garbage_collect(settings: Settings, container: str) -> None:
+    """Step 3: the registry's own garbage collector in its container frees the deleted manifest's blobs."""
+    try:
+        result = _docker(settings, "exec", container, *GC_COMMAND)
+    except DockerUnavailable as error:
+        emit("warning", f"garbage collection in {container} did not run: {error}; unreferenced blobs stay")
+        return
+    if result.returncode != 0:
+        emit(
+            "warning",
+            f"garbage collection in {container} failed (exit {result.returncode}: "
+            f"{_last_line(result.stderr or result.stdout)}); unreferenced blobs stay until the next garbage-collect",
+        )
+        return
+    count = freed_blobs(result.stdout)
+    if count is None:
+        emit("changed", f"garbage-collected {container}")
+    elif count == 0:
+        emit("unchanged", f"garbage-collected {container}: no unreferenced blobs to free")
+    else:
+        emit("changed", f"garbage-collected {container} ({count} blob{'s' if count != 1 else ''} freed)")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def run(settings: Settings) -> None:
+    clean_local(settings)
+    deleted = clean_registry(settings)
+    if deleted and settings.registry_container:
+        garbage_collect(settings, settings.registry_container)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Clean up; 0 after doing what it can, 2 with one line on stderr for bad arguments."""
+    try:
+        settings = parse_args(argv)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except _UsageError as error:
+        print(f"{PREFIX} {' '.join(str(error).split())} (usage: {USAGE})", file=sys.stderr)
+        return 2
+    try:
+        run(settings)
+    except KeyboardInterrupt:
+        emit("warning", "interrupted; the cleanup stopped there")
+        return 130
+    except Exception as error:  # never a traceback inside `pulumi destroy`
+        emit(
+            "warning",
+            f"unexpected error ({type(error).__name__}: {_first_line(str(error))}); the cleanup stopped there",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
