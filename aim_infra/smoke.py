@@ -1,7 +1,15 @@
 """Smoke test of a deployed engine: /health, the served model on /v1/models, one chat completion; one line either way.
 
-    python -m aim_infra.smoke --endpoint URL --model MODEL_ID [--api-key-env AIM_API_KEY] [--timeout SECONDS]
-                              [--retries N] [--namespace aim] [--deployment aim-engine]
+    python -m aim_infra.smoke (--endpoint URL | --port-forward) --model MODEL_ID [--api-key-env AIM_API_KEY]
+                              [--timeout SECONDS] [--retries N] [--namespace aim] [--deployment aim-engine]
+                              [--service NAME] [--service-port 8000] [--context CTX] [--kubectl kubectl]
+                              [--api-key-secret SECRET:KEY]
+
+`--port-forward` reaches the engine the way the stack's smoke-test step does, whatever the Service type and the
+NetworkPolicies: it runs `kubectl -n NAMESPACE port-forward svc/SERVICE :SERVICE_PORT` (a free local port; the
+kubeconfig from $KUBECONFIG, `--context` when given), checks through it and stops it. `--api-key-secret` reads the
+key from that Kubernetes Secret of the namespace (`kubectl get secret`) instead of the environment, so the stack's
+step never holds the key itself.
 
 Stdlib only (urllib, json), so it runs wherever `pulumi up` runs. The API key is read from the environment variable
 named by `--api-key-env` (default AIM_API_KEY), never from the command line, so it never shows in process lists or
@@ -16,16 +24,24 @@ that says what failed and the likely fix. Never a traceback.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import dataclasses
 import http.client
 import json
 import os
+import queue
+import re
+import shutil
 import socket
+import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -38,6 +54,8 @@ BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 PROMPT = "Say hello in five words."
+PORT_FORWARD_START = 30.0  # seconds kubectl port-forward may take to say where it listens
+FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 
 
 class SmokeFailure(Exception):
@@ -78,6 +96,13 @@ class Settings:
     retries: int
     namespace: str
     deployment: str
+    port_forward: bool = False
+    service: str = ""
+    service_port: int = 8000
+    context: str = ""
+    kubectl: str = "kubectl"
+    api_key_secret: str = ""
+    key_source: str = ""  # where the key came from when not from $api_key_env
 
     @property
     def logs_hint(self) -> str:
@@ -89,7 +114,11 @@ class Settings:
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
     parser = _Parser(prog="python -m aim_infra.smoke", description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", required=True, help="base URL of the engine, e.g. http://10.0.0.5:30080")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint", help="base URL of the engine, e.g. http://10.0.0.5:30080")
+    where.add_argument(
+        "--port-forward", action="store_true", help="reach the engine through kubectl port-forward to its Service"
+    )
     parser.add_argument("--model", required=True, help="the model id the engine should serve (aim:model)")
     parser.add_argument(
         "--api-key-env", default="AIM_API_KEY", help="environment variable holding the API key (default AIM_API_KEY)"
@@ -98,9 +127,20 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="retries of a /v1 request on 502/503/504")
     parser.add_argument("--namespace", default="aim", help="workload namespace, for the kubectl hint (default aim)")
     parser.add_argument("--deployment", default="aim-engine", help="Deployment name, for the kubectl hint")
+    parser.add_argument("--service", default="", help="Service to port-forward to (default: --deployment)")
+    parser.add_argument("--service-port", type=int, default=8000, help="the Service's API port (default 8000)")
+    parser.add_argument("--context", default="", help="kubeconfig context for kubectl (default: the current one)")
+    parser.add_argument("--kubectl", default="kubectl", help="the kubectl program (default: kubectl on PATH)")
+    parser.add_argument(
+        "--api-key-secret", default="", help="read the API key from Secret SECRET, data key KEY, of --namespace"
+    )
     args = parser.parse_args(argv)
+    if args.api_key_secret and not re.fullmatch(r"[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+", args.api_key_secret):
+        raise _UsageError(f"--api-key-secret {args.api_key_secret!r} is not allowed: expected SECRET:KEY")
+    if not 1 <= args.service_port <= 65535:
+        raise _UsageError(f"--service-port {args.service_port} is not allowed: expected a port from 1 to 65535")
 
-    endpoint = args.endpoint.strip().rstrip("/")
+    endpoint = "http://127.0.0.1" if args.port_forward else args.endpoint.strip().rstrip("/")
     if endpoint.endswith("/v1"):
         endpoint = endpoint[: -len("/v1")]
     if "$" in endpoint:
@@ -126,7 +166,95 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         retries=args.retries,
         namespace=args.namespace,
         deployment=args.deployment,
+        port_forward=args.port_forward,
+        service=args.service.strip() or args.deployment,
+        service_port=args.service_port,
+        context=args.context.strip(),
+        kubectl=args.kubectl,
+        api_key_secret=args.api_key_secret,
     )
+
+
+def _kubectl(settings: Settings) -> list[str]:
+    program = shutil.which(settings.kubectl)
+    if program is None:
+        raise SmokeFailure(
+            f"{settings.kubectl} not found on PATH: install kubectl (the smoke test reaches the engine through "
+            "kubectl port-forward), or run it with --endpoint"
+        )
+    return [program, *(["--context", settings.context] if settings.context else []), "-n", settings.namespace]
+
+
+def key_from_secret(settings: Settings) -> str:
+    """The API key from the Kubernetes Secret named by --api-key-secret (read through kubectl, never stored)."""
+    secret, key = settings.api_key_secret.split(":", 1)
+    argv = [*_kubectl(settings), "get", "secret", secret, "-o", "jsonpath={.data." + key.replace(".", "\\.") + "}"]
+    try:
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SmokeFailure(f"cannot read Secret {secret}: {error}") from None
+    if result.returncode != 0:
+        detail = " ".join(result.stderr.split())[:200] or f"exit {result.returncode}"
+        raise SmokeFailure(f"cannot read the API key from Secret {settings.namespace}/{secret}: {detail}")
+    try:
+        value = base64.b64decode(result.stdout.strip(), validate=True).decode("utf-8").strip()
+    except (ValueError, UnicodeDecodeError):
+        raise SmokeFailure(f"Secret {settings.namespace}/{secret} key {key} is not base64-encoded text") from None
+    if not value:
+        raise SmokeFailure(f"Secret {settings.namespace}/{secret} has no key {key} (or it is empty)")
+    return value
+
+
+@contextlib.contextmanager
+def port_forward(settings: Settings) -> Iterator[str]:
+    """`kubectl port-forward` to the Service on a free local port; yields the local base URL, stops kubectl after."""
+    argv = [*_kubectl(settings), "port-forward", f"svc/{settings.service}", f":{settings.service_port}"]
+    shown = " ".join(argv[1:])
+    try:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    except OSError as error:
+        raise SmokeFailure(f"cannot run kubectl {shown}: {error.strerror or error}") from None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        deadline = time.monotonic() + PORT_FORWARD_START
+        local_port = None
+        while local_port is None:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SmokeFailure(
+                    f"kubectl {shown} did not start forwarding within {PORT_FORWARD_START:g} s"
+                ) from None
+            if line is None:
+                process.wait(timeout=5)
+                stderr = process.stderr.read() if process.stderr else ""
+                detail = " ".join(stderr.split())[:240] or f"exit {process.returncode}"
+                raise SmokeFailure(
+                    f"kubectl {shown} failed: {detail}; check the Service exists (kubectl -n {settings.namespace} "
+                    f"get svc {settings.service}) and the kubeconfig"
+                )
+            match = FORWARDING.search(line)
+            if match:
+                local_port = int(match.group(1))
+        yield f"http://127.0.0.1:{local_port}"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _describe(error: BaseException) -> str:
@@ -219,11 +347,8 @@ def call_api(settings: Settings, method: str, path: str, payload: dict[str, Any]
             if 200 <= reply.status < 300:
                 return reply
             if reply.status in (401, 403):
-                sent = (
-                    f"sent the key from ${settings.api_key_env}"
-                    if settings.api_key
-                    else f"no key sent: ${settings.api_key_env} is unset"
-                )
+                source = settings.key_source or f"${settings.api_key_env}"
+                sent = f"sent the key from {source}" if settings.api_key else f"no key sent: {source} is unset"
                 raise SmokeFailure(
                     f"{method} {url} returned {reply.status} ({sent}): the API key is wrong or missing: "
                     f"set aim:apiKey / export {settings.api_key_env}=$(pulumi config get aim:apiKey)"
@@ -281,7 +406,11 @@ def check_chat(settings: Settings) -> tuple[Reply, str]:
 
 
 def run(settings: Settings) -> str:
-    """The three checks in order; the success line, or SmokeFailure."""
+    """The three checks in order (through a port-forward when asked); the success line, or SmokeFailure."""
+    if settings.port_forward:
+        with port_forward(settings) as endpoint:
+            line = run(dataclasses.replace(settings, endpoint=endpoint, port_forward=False))
+        return line.replace(endpoint, f"svc/{settings.service} (port-forward)")
     start = time.monotonic()
     health = wait_healthy(settings)
     models = check_models(settings)
@@ -308,6 +437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = ""
     try:
         settings = parse_args(argv)
+        if settings.api_key_secret:
+            secret_name = settings.api_key_secret.split(":", 1)[0]
+            settings = dataclasses.replace(
+                settings,
+                api_key=key_from_secret(settings),
+                api_key_secret="",
+                key_source=f"Secret {settings.namespace}/{secret_name}",
+            )
         secret = settings.api_key
         line = run(settings)
     except SystemExit as exit_:  # --help

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -321,3 +322,148 @@ def test_module_runs_as_a_process(serve: Any) -> None:
     assert_one_line_failure(bad.returncode, bad.stdout, bad.stderr, "401", "the API key is wrong or missing")
     assert KEY not in bad.stdout + bad.stderr
     assert KEY not in " ".join(command)  # the key travels in the environment, never on the command line
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# --port-forward: how the stack's smoke-test step reaches the engine (a fake kubectl on PATH)
+
+FAKE_KUBECTL = """#!{python}
+import os, sys, time
+with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+mode = os.environ["FAKE_KUBECTL_MODE"]
+if "get" in sys.argv and "secret" in sys.argv:
+    if os.environ.get("FAKE_SECRET_B64") is None:
+        print('Error from server (NotFound): secrets "aim-engine-api-key" not found', file=sys.stderr)
+        sys.exit(1)
+    print(os.environ["FAKE_SECRET_B64"], end="")
+    sys.exit(0)
+if mode == "fail":
+    print('error: services "aim-engine" not found', file=sys.stderr)
+    sys.exit(1)
+if mode == "forward":
+    port = os.environ["FAKE_ENGINE_PORT"]
+    print(f"Forwarding from 127.0.0.1:{{port}} -> 8000", flush=True)
+    print(f"Forwarding from [::1]:{{port}} -> 8000", flush=True)
+with open(os.environ["FAKE_KUBECTL_LOG"] + ".pid", "w") as pid:
+    pid.write(str(os.getpid()))
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "kubectl"
+    program.write_text(FAKE_KUBECTL.format(python=sys.executable))
+    program.chmod(0o755)
+    log = tmp_path / "kubectl.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_KUBECTL_LOG", str(log))
+
+    def use(mode: str, engine_url: str = "") -> Path:
+        monkeypatch.setenv("FAKE_KUBECTL_MODE", mode)
+        monkeypatch.setenv("FAKE_ENGINE_PORT", engine_url.rsplit(":", 1)[-1])
+        return log
+
+    yield use
+
+
+def still_running(log: Path) -> bool:
+    pid_file = Path(str(log) + ".pid")
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_port_forward_checks_through_kubectl_and_stops_it(
+    serve: Any, fake_kubectl: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    engine, url = serve(key=KEY)
+    log = fake_kubectl("forward", url)
+    monkeypatch.setenv("AIM_API_KEY", KEY)
+    code = smoke.main(
+        ["--port-forward", "--model", MODEL, "--namespace", "aim-prod", "--context", "prod", "--timeout", "5"]
+    )
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, ""), err
+    assert out.startswith("aim smoke: ok svc/aim-engine (port-forward): /health 200")
+    assert log.read_text() == "--context prod -n aim-prod port-forward svc/aim-engine :8000\n"
+    assert [p for _, p, _ in engine.requests] == ["/health", "/v1/models", "/v1/chat/completions"]
+    assert not still_running(log)
+
+
+def test_port_forward_failure_is_one_line_with_kubectls_reason(
+    no_proxy: None, fake_kubectl: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kubectl("fail")
+    code = smoke.main(["--port-forward", "--model", MODEL, "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert_one_line_failure(
+        code,
+        out,
+        err,
+        'kubectl -n aim port-forward svc/aim-engine :8000 failed: error: services "aim-engine" not found',
+    )
+
+
+def test_port_forward_that_never_listens_times_out_and_is_stopped(
+    no_proxy: None, fake_kubectl: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    log = fake_kubectl("silent")
+    monkeypatch.setattr(smoke, "PORT_FORWARD_START", 1.0)
+    code = smoke.main(["--port-forward", "--model", MODEL, "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert_one_line_failure(code, out, err, "did not start forwarding within 1 s")
+    assert not still_running(log)
+
+
+def test_port_forward_without_kubectl_says_how_to_get_it(
+    no_proxy: None, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    code = smoke.main(["--port-forward", "--model", MODEL, "--kubectl", "no-such-kubectl-here"])
+    out, err = capsys.readouterr()
+    assert_one_line_failure(code, out, err, "no-such-kubectl-here not found on PATH: install kubectl")
+
+
+def test_port_forward_and_endpoint_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    code = smoke.main(["--port-forward", "--endpoint", "http://127.0.0.1:1", "--model", MODEL])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and "not allowed with argument" in err, err
+
+
+def test_api_key_from_the_kubernetes_secret_is_sent_and_never_printed(
+    serve: Any, fake_kubectl: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    engine, url = serve(key=KEY)
+    log = fake_kubectl("forward", url)
+    monkeypatch.setenv("FAKE_SECRET_B64", base64.b64encode(KEY.encode()).decode())
+    argv = ["--port-forward", "--model", MODEL, "--api-key-secret", "aim-engine-api-key:VLLM_API_KEY"]
+    code = smoke.main([*argv, "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, ""), err
+    assert KEY not in out and KEY not in log.read_text()
+    assert log.read_text().splitlines()[0] == ("-n aim get secret aim-engine-api-key -o jsonpath={.data.VLLM_API_KEY}")
+    assert {path: header for _, path, header in engine.requests}["/v1/models"] == f"Bearer {KEY}"
+
+    monkeypatch.setenv("FAKE_SECRET_B64", base64.b64encode(b"sk-wrong").decode())
+    code = smoke.main([*argv, "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert_one_line_failure(code, out, err, "401 (sent the key from Secret aim/aim-engine-api-key)")
+
+
+def test_missing_api_key_secret_is_one_line(
+    no_proxy: None, fake_kubectl: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    fake_kubectl("forward", "http://127.0.0.1:1")
+    monkeypatch.delenv("FAKE_SECRET_B64", raising=False)
+    code = smoke.main(["--port-forward", "--model", MODEL, "--api-key-secret", "aim-engine-api-key:VLLM_API_KEY"])
+    out, err = capsys.readouterr()
+    assert_one_line_failure(
+        code, out, err, "cannot read the API key from Secret aim/aim-engine-api-key: Error from server (NotFound)"
+    )
