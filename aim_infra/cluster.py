@@ -1,4 +1,4 @@
-"""Ask the Kubernetes cluster the provider targets which AMD GPUs its nodes have (for `aim:gpu auto`)."""
+"""Ask the Kubernetes cluster the provider targets (or this host) which AMD GPUs it has, for `aim:gpu auto`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ import os
 
 from .recipes.detect import NodeGpus, gpus_from_nodes
 from .recipes.errors import AimError
+from .recipes.hardware import GpuSpec
 
 SET_BY_HAND = "set aim:gpu and aim:gpuCount (e.g. `pulumi config set aim:gpu MI300X`)"
 
 
 def discover_gpus(context: str | None, timeout_seconds: int = 10) -> list[NodeGpus]:
     """GPU nodes of the cluster behind kubeconfig `context` (the default context when None)."""
+    return gpus_from_nodes(list_nodes(context, timeout_seconds))
+
+
+def list_nodes(context: str | None, timeout_seconds: int = 10) -> list[object]:
+    """The Node objects of the cluster behind kubeconfig `context` ($KUBECONFIG or ~/.kube/config)."""
     try:
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
@@ -40,4 +46,16 @@ def discover_gpus(context: str | None, timeout_seconds: int = 10) -> list[NodeGp
         ) from None
     finally:
         api_client.close()
-    return gpus_from_nodes(nodes)
+    return list(nodes)
+
+
+def discover_host_gpus() -> tuple[GpuSpec, int]:
+    """The GPUs of this host (amd-smi, else rocm-smi), for `aim:gpu auto` when the stack makes this host the cluster
+    (clusterBootstrap kubeadm): before `kubeadm init` there are no nodes to ask."""
+    from .preflight import PreflightFailure, seen_gpus
+
+    try:
+        seen = seen_gpus(os.environ, where="on this host")
+    except PreflightFailure as error:
+        raise AimError(f"aim:gpu/aim:gpuCount auto: cannot read this host's GPUs ({error}); {SET_BY_HAND}") from None
+    return seen.spec, seen.smi_count

@@ -143,7 +143,7 @@ def expected_gpus(env: Mapping[str, str]) -> tuple[GpuSpec | None, int | None]:
     return spec, count
 
 
-def smi_command(env: Mapping[str, str]) -> tuple[list[str], str]:
+def smi_command(env: Mapping[str, str], where: str = "in the container") -> tuple[list[str], str]:
     """The GPU tool to run and the name to show for it: AIM_SMI_COMMAND, else amd-smi, else rocm-smi."""
     override = env.get("AIM_SMI_COMMAND", "").strip()
     if override:
@@ -160,9 +160,13 @@ def smi_command(env: Mapping[str, str]) -> tuple[list[str], str]:
         found = shutil.which(candidate[0], path=search)
         if found:
             return [found, *candidate[1:]], candidate[0]
+    fix = (
+        "use a ROCm base image, set AIM_SMI_COMMAND, or AIM_SKIP_PREFLIGHT=1 to start without the check"
+        if where == "in the container"
+        else "install ROCm (amd-smi) on this host"
+    )
     raise PreflightFailure(
-        f"neither amd-smi nor rocm-smi is in the container (not on PATH, not in {rocm_bin}), so its GPUs cannot be "
-        "checked: use a ROCm base image, set AIM_SMI_COMMAND, or AIM_SKIP_PREFLIGHT=1 to start without the check"
+        f"neither amd-smi nor rocm-smi is {where} (not on PATH, not in {rocm_bin}), so its GPUs cannot be read: {fix}"
     )
 
 
@@ -208,11 +212,11 @@ def render_nodes(dri_dir: str) -> int | None:
     return sum(1 for entry in directory.iterdir() if re.fullmatch(r"renderD\d+", entry.name))
 
 
-def seen_gpus(env: Mapping[str, str]) -> SeenGpus:
+def seen_gpus(env: Mapping[str, str], where: str = "in the container") -> SeenGpus:
     from aim_infra.recipes.detect import gpus_from_amd_smi, gpus_from_rocm_smi
     from aim_infra.recipes.errors import AimError
 
-    argv, tool = smi_command(env)
+    argv, tool = smi_command(env, where)
     raw_timeout = env.get("AIM_SMI_TIMEOUT", "").strip()
     try:
         timeout = float(raw_timeout) if raw_timeout else DEFAULT_SMI_TIMEOUT

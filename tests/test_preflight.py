@@ -281,7 +281,7 @@ def test_no_gpu_tool_in_the_container(
     configure(monkeypatch, AIM_GPU="MI300X", AIM_GPU_COUNT="8")
     assert failure(capsys) == (
         f"aim preflight: neither amd-smi nor rocm-smi is in the container (not on PATH, not in "
-        f"{env['ROCM_PATH']}/bin), so its GPUs cannot be checked: use a ROCm base image, set AIM_SMI_COMMAND, or "
+        f"{env['ROCM_PATH']}/bin), so its GPUs cannot be read: use a ROCm base image, set AIM_SMI_COMMAND, or "
         "AIM_SKIP_PREFLIGHT=1 to start without the check"
     )
     configure(monkeypatch, AIM_SMI_COMMAND="/nonexistent/amd-smi static --json")

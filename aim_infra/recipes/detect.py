@@ -105,6 +105,15 @@ def gpus_from_nodes(
     return found
 
 
+def node_gpu_counts(nodes: Iterable[Mapping[str, Any] | object]) -> list[tuple[str, int]]:
+    """(node name, allocatable amd.com/gpu) of every node, labelled or not."""
+    counts = []
+    for node in nodes:
+        name = str(_field(_field(node, "metadata"), "name") or "<unnamed node>")
+        counts.append((name, _allocatable_gpus(node, name)))
+    return counts
+
+
 def choose_gpu(found: list[NodeGpus], wanted_count: int | None = None) -> NodeGpus:
     """For `gpu: auto`: the GPU type with the most GPUs on one node (ties: the newer, then the bigger GPU).
 
