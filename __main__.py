@@ -7,12 +7,15 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from aim_infra.components.addons import ClusterAddons, ClusterAddonsArgs
-from aim_infra.components.engine import API_PORT, AimEngine, AimEngineArgs, startup_budget_seconds
+from aim_infra.components.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from aim_infra.components.engine import API_PORT, AimEngine, AimEngineArgs, decision_hash, startup_budget_seconds
+from aim_infra.components.gpu_gate import GpuGate, GpuGateArgs
 from aim_infra.components.guardrails import RecipeAdmission, RecipeAdmissionArgs, image_repository
 from aim_infra.components.image import AimImage, AimImageArgs
 from aim_infra.components.monitoring import Monitoring, MonitoringArgs
 from aim_infra.components.network_policy import EngineNetworkPolicy, EngineNetworkPolicyArgs
 from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
+from aim_infra.components.smoke_test import SmokeTest, SmokeTestArgs
 from aim_infra.decide import alert_thresholds, decide, replica_count
 from aim_infra.outputs import decision_log_lines, endpoint_url, verification_commands
 from aim_infra.recipes.errors import AimError
@@ -31,7 +34,28 @@ except AimError as error:
 for line in decision_log_lines(decision, replicas):
     pulumi.log.info(line)
 
-kubernetes = pulumi.ResourceOptions(provider=k8s.Provider("kubernetes", context=stack.kube_context))
+pushes_to_local_registry = s.build_image and s.registry
+cluster = (
+    ClusterBootstrap(
+        "cluster",
+        ClusterBootstrapArgs(
+            pod_cidr=s.pod_cidr,
+            kubeconfig_path=str(stack.kubeconfig_path),
+            registry_port=s.registry_port if pushes_to_local_registry else None,
+            reset_on_destroy=s.cleanup == "all",
+            remove_mirror_on_destroy=s.cleanup in ("registry", "all"),
+        ),
+    )
+    if s.cluster_bootstrap == "kubeadm"
+    else None
+)
+kubeconfig = cluster.kubeconfig if cluster else None
+
+# upsert: a namespace and model cache kept by `pulumi destroy` (aim:cleanup below all) are adopted by the next up
+# instead of failing it with AlreadyExists.
+kubernetes = pulumi.ResourceOptions(
+    provider=k8s.Provider("kubernetes", context=stack.kube_context, kubeconfig=kubeconfig, upsert_existing_objects=True)
+)
 addons = ClusterAddons(
     "addons",
     ClusterAddonsArgs.from_settings(s, grafana_admin_password=stack.grafana_admin_password),
@@ -43,7 +67,11 @@ if s.build_image:
     docker_host = pulumi.ResourceOptions(provider=docker.Provider("docker"))
     registry = (
         LocalRegistry(
-            "aim-registry", LocalRegistryArgs(port=s.registry_port, retain_data=s.retain_registry_data), docker_host
+            "aim-registry",
+            LocalRegistryArgs(
+                port=s.registry_port, retain_data=s.keeps_registry_data, keep_image=s.keeps_registry_data
+            ),
+            docker_host,
         )
         if s.registry
         else None
@@ -51,7 +79,14 @@ if s.build_image:
     context = Path(__file__).resolve().parent
     built = AimImage(
         "aim-image",
-        AimImageArgs(s.image_repository, s.base_image, context, [registry] if registry else []),
+        AimImageArgs(
+            s.image_repository,
+            s.base_image,
+            context,
+            [registry] if registry else [],
+            remove_on_destroy=s.removes_built_images,
+            registry_container=registry.container_name if registry else None,
+        ),
         opts=docker_host,
     )
     image = built.reference
@@ -72,6 +107,18 @@ admission = (
     else None
 )
 
+# Fails `pulumi up` within minutes, saying what the nodes offer, when no node can give one replica its GPUs.
+gpus = GpuGate(
+    "gpu-ready",
+    GpuGateArgs(
+        gpu=decision.gpu.name,
+        count=decision.recipe.gpu_count,
+        kube_context=stack.kube_context,
+        kubeconfig=kubeconfig,
+        depends_on=addons.ready,
+    ),
+)
+
 engine = AimEngine(
     ENGINE,
     AimEngineArgs(
@@ -86,13 +133,13 @@ engine = AimEngine(
         cache_size=None if s.cache_size == "auto" else s.cache_size,
         storage_class=s.storage_class or addons.storage_class_name,
         cache_access_mode=s.cache_access_mode,
-        retain_model_cache=s.retain_model_cache,
+        retain_model_cache=s.keeps_model_cache,
         render_group_id=s.render_group_id,
         require_gpu_labels=gpu_labels_seen or s.amd_gpu_plugin,
         hf_token=stack.hf_token,
         api_key=stack.api_key,
         api_allowed_cidrs=s.api_allowed_cidrs,
-        depends_on=[*addons.ready, *([admission] if admission else [])],
+        depends_on=[*addons.ready, gpus, *([admission] if admission else [])],
     ),
     opts=kubernetes,
 )
@@ -129,6 +176,24 @@ if s.monitoring:
         opts=kubernetes,
     )
 
+if s.smoke_test:
+    SmokeTest(
+        "smoke-test",
+        SmokeTestArgs(
+            namespace=s.namespace,
+            service=ENGINE,
+            service_port=API_PORT,
+            model_id=s.model,
+            recipe_id=decision.recipe.id,
+            decision_hash=decision_hash(decision, ""),
+            image=image,
+            api_key_secret=engine.api_key_secret_ref,
+            kube_context=stack.kube_context,
+            kubeconfig=kubeconfig,
+            depends_on=[engine],
+        ),
+    )
+
 pulumi.export("recipe", {k: v for k, v in decision.summary().items() if k != "candidates"})
 pulumi.export("recipeExplanation", explain_decision(decision))
 pulumi.export("vllmArgs", decision.vllm_args)
@@ -145,5 +210,6 @@ pulumi.export(
         node_port=s.node_port,
         api_key=s.has_api_key,
         monitoring=s.monitoring,
+        kubeconfig=stack.kubeconfig_path,
     ),
 )

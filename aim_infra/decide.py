@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cluster import discover_gpus
+from .cluster import discover_gpus, discover_host_gpus
 from .monitoring.rules import AlertThresholds, default_thresholds
 from .recipes.detect import choose_gpu
 from .recipes.errors import AimError
@@ -16,6 +16,14 @@ def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSp
     """(GPU type, GPUs available on one node, whether it was read from the cluster's node labels)."""
     if settings.gpu != "auto" and settings.gpu_count != "auto":
         return load_gpus().get(settings.gpu), int(settings.gpu_count), False
+    if settings.cluster_bootstrap == "kubeadm":
+        # This host becomes the only node, and at the first preview it is no node yet: ask its GPUs directly.
+        spec, count = discover_host_gpus()
+        if settings.gpu != "auto" and load_gpus().get(settings.gpu).name != spec.name:
+            raise AimError(
+                f"aim:gpu {settings.gpu}: this host has {count} x {spec.name}; set aim:gpu auto or {spec.name}"
+            )
+        return spec, count if settings.gpu_count == "auto" else int(settings.gpu_count), False
     found = discover_gpus(kube_context)
     if settings.gpu != "auto":
         wanted = load_gpus().get(settings.gpu)

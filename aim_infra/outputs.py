@@ -55,6 +55,7 @@ def verification_commands(
     node_port: int,
     api_key: bool,
     monitoring: bool = False,
+    kubeconfig: str | None = None,
 ) -> dict[str, str]:
     """Commands to paste after `pulumi up`, in the order a person checks a deployment."""
     url = endpoint_url(service_type, node_port, name, namespace)
@@ -89,4 +90,6 @@ def verification_commands(
         commands = {"nodeIp": NODE_IP_COMMAND, **commands}
     if api_key:
         commands = {"apiKey": "export AIM_API_KEY=$(pulumi config get aim:apiKey)", **commands}
+    if kubeconfig:  # the cluster the stack made: every kubectl above needs its kubeconfig
+        commands = {"kubeconfig": f"export KUBECONFIG={kubeconfig}", **commands}
     return commands

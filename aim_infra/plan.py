@@ -158,6 +158,9 @@ def run_stack(
                 name = str(state.get("name", "image"))
                 state["repoDigest"] = f"{name.split(':')[0]}@{_fake_digest(args.inputs)}"
                 state["imageId"] = _fake_digest(args.inputs)
+            elif args.typ == "command:local:Command":
+                # What the provider reports after running the command; the mock runs nothing.
+                state.update(stdout="", stderr="")
             elif args.typ == "random:index/randomPassword:RandomPassword":
                 # A stand-in for the generated password, treated as a secret like configured ones.
                 state["result"] = f"plan-generated-{args.name}"
@@ -343,6 +346,46 @@ def resource_tree(result: PlanResult) -> str:
     return "\n".join(lines)
 
 
+COMMAND_TYPE = "command:local:Command"
+
+
+def creation_order(result: PlanResult) -> list[Declared]:
+    """The custom resources in an order `pulumi up` may create them: each after its dependencies and its provider
+    (ties keep registration order)."""
+    custom = [r for r in result.resources if r.custom]
+    urns = {r.urn for r in custom}
+    waits_for: dict[str, set[str]] = {}
+    for resource in custom:
+        provider_urn = resource.provider.rsplit("::", 1)[0]  # a provider reference is "<urn>::<id>"
+        wanted = {*resource.dependencies, provider_urn}
+        waits_for[resource.urn] = {u for u in wanted if u in urns and u != resource.urn}
+    ordered: list[Declared] = []
+    done: set[str] = set()
+    while len(ordered) < len(custom):
+        ready = [r for r in custom if r.urn not in done and waits_for[r.urn] <= done]
+        if not ready:  # a cycle cannot come from the SDK; keep the rest in registration order rather than loop
+            ready = [r for r in custom if r.urn not in done]
+        for resource in ready:
+            ordered.append(resource)
+            done.add(resource.urn)
+    return ordered
+
+
+def host_steps(result: PlanResult) -> str:
+    """The pulumi-command steps (run on the host where `pulumi up` runs), in order, with what each runs on create
+    and on destroy, what it waits for and what re-runs it."""
+    names = {r.urn: r.name for r in result.resources}
+    lines = []
+    for number, step in enumerate((r for r in creation_order(result) if r.type == COMMAND_TYPE), start=1):
+        after = ", ".join(sorted(names.get(u, u) for u in step.dependencies))
+        lines.append(f"  {number}. {step.name}" + (f"   (after {after})" if after else ""))
+        lines.append(f"       up:      {step.inputs.get('create') or '(nothing)'}")
+        lines.append(f"       destroy: {step.inputs.get('delete') or '(nothing)'}")
+        if step.inputs.get("triggers"):
+            lines.append(f"       re-runs when any of these change: {json.dumps(step.inputs['triggers'])}")
+    return "\n".join(lines)
+
+
 def write_out(result: PlanResult, out: Path) -> list[Path]:
     """Kubernetes objects as YAML documents (one file each) and Helm releases in helm-releases.yaml."""
     out.mkdir(parents=True, exist_ok=True)
@@ -372,8 +415,14 @@ def render(result: PlanResult) -> str:
         f"Resources ({len(result.resources)}):",
         resource_tree(result),
         "",
-        "Outputs:",
     ]
+    steps = host_steps(result)
+    if steps:
+        lines += [
+            "Host steps, in the order `pulumi up` runs them (`pulumi destroy` runs the destroy lines in reverse):"
+        ]
+        lines += [steps, ""]
+    lines += ["Outputs:"]
     for name, value in result.outputs.items():
         if name == "recipeExplanation":
             continue

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import re
 import shlex
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +17,23 @@ from .recipes.precision import PrecisionWish
 
 NAMESPACE = "aim"
 SECRET_KEYS = ("hfToken", "apiKey", "grafanaAdminPassword")
+#: Keys of earlier versions and what replaced them, so an old stack file gets a pointer instead of "unknown key".
+RETIRED_KEYS = {
+    "retainModelCache": "aim:cleanup (the model cache is kept unless cleanup is all)",
+    "retainRegistryData": "aim:cleanup (the registry's data is kept unless cleanup is registry or all)",
+}
+#: Namespaces the stack must never own: Kubernetes' own and the add-ons'.
+RESERVED_NAMESPACES = (
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "monitoring",
+    "calico-system",
+    "tigera-operator",
+    "kube-amd-gpu",
+    "local-path-storage",
+)
 #: The ROCm vLLM image the AIM image builds on. Pinned: a tag that names ROCm and vLLM versions, never `latest`.
 DEFAULT_BASE_IMAGE = "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0"
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
@@ -173,7 +191,6 @@ class Settings(BaseModel):
     cache_access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
         default="ReadWriteOnce", alias="cacheAccessMode", description="Access mode of the model cache PVC."
     )
-    retain_model_cache: Bool = Field(default=True, alias="retainModelCache", description="Keep the cache on destroy.")
     registry: Bool = Field(default=True, description="Run a local image registry on 127.0.0.1.")
     registry_port: Port = Field(default=5000, alias="registryPort", description="Port of the local registry.")
     build_image: Bool = Field(default=True, alias="buildImage", description="Build and push the AIM image.")
@@ -199,8 +216,16 @@ class Settings(BaseModel):
     admission_policy: Bool = Field(
         default=True, alias="admissionPolicy", description="Install the recipe ValidatingAdmissionPolicy."
     )
-    retain_registry_data: Bool = Field(
-        default=True, alias="retainRegistryData", description="Keep the registry's data volume on destroy."
+    cluster_bootstrap: Literal["none", "kubeadm"] = Field(
+        default="none",
+        alias="clusterBootstrap",
+        description="none (use the kubeconfig's cluster) or kubeadm (make this host a single-node cluster).",
+    )
+    cleanup: Literal["resources", "images", "registry", "all"] = Field(
+        default="resources", description="What pulumi destroy removes beyond the stack's Kubernetes objects."
+    )
+    smoke_test: Bool = Field(
+        default=False, alias="smokeTest", description="After the rollout, check /health, /v1/models and one chat."
     )
     device_metrics_exporter: Bool = Field(
         default=False, alias="deviceMetricsExporter", description="Install AMD's device-metrics-exporter (GPU metrics)."
@@ -288,11 +313,43 @@ class Settings(BaseModel):
             )
         if self.service_type == "NodePort" and self.node_port and not 30000 <= self.node_port <= 32767:
             raise _KeyError("nodePort", self.node_port, "0 (assigned) or a port from 30000 to 32767")
+        if self.namespace in RESERVED_NAMESPACES:
+            # The stack owns its namespace (creates it, adopts it after a retained destroy, deletes it at cleanup all).
+            raise _KeyError("namespace", self.namespace, f"a namespace of its own, not one of {RESERVED_NAMESPACES}")
+        if self.cluster_bootstrap == "kubeadm":
+            self._fits_a_new_kubeadm_cluster()
         return self
+
+    def _fits_a_new_kubeadm_cluster(self) -> None:
+        """A fresh kubeadm cluster has no pod network, no StorageClass and self-signed kubelet certificates: the
+        stack must bring each, or `pulumi up` would hang on pods that never start."""
+        why = "when clusterBootstrap is kubeadm"
+        if not self.calico:
+            raise _KeyError("calico", self.calico, f"true {why} (a new cluster has no pod network)")
+        if not self.local_path and not self.storage_class:
+            raise _KeyError("localPath", self.local_path, f"true, or a storageClass set, {why} (no StorageClass yet)")
+        if self.metrics_server and not self.kubelet_insecure_tls:
+            raise _KeyError(
+                "kubeletInsecureTls",
+                self.kubelet_insecure_tls,
+                f"true {why} with metricsServer (kubeadm's kubelet serving certificates are self-signed)",
+            )
 
     @property
     def model_revision_or_none(self) -> str | None:
         return self.model_revision or None
+
+    @property
+    def keeps_model_cache(self) -> bool:
+        return self.cleanup != "all"
+
+    @property
+    def keeps_registry_data(self) -> bool:
+        return self.cleanup in ("resources", "images")
+
+    @property
+    def removes_built_images(self) -> bool:
+        return self.cleanup != "resources"
 
     @property
     def image_repository(self) -> str:
@@ -323,6 +380,8 @@ def parse_settings(raw: dict[str, Any], secrets_present: set[str] | None = None)
     for key in raw:
         if key in SECRET_KEYS:
             continue
+        if key in RETIRED_KEYS:
+            raise AimError(f"{NAMESPACE}:{key}: no longer a key; use {RETIRED_KEYS[key]}")
         if key not in keys:
             close = difflib.get_close_matches(key, [*keys, *SECRET_KEYS], n=1)
             hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else ""
@@ -345,6 +404,8 @@ def parse_settings(raw: dict[str, Any], secrets_present: set[str] | None = None)
 
 def _shown(value: object) -> str:
     """repr() for an error line: never fails (an int beyond str()'s digit limit) and never runs long."""
+    if isinstance(value, bool):  # as it is written in a stack file
+        return str(value).lower()
     try:
         text = repr(value)
     except ValueError:
@@ -372,10 +433,18 @@ def _one_line(error: ValidationError, raw: dict[str, Any]) -> str:
 
 
 class StackConfig:
-    """Settings plus what must stay a Pulumi secret (HF token, API key) and the Kubernetes context."""
+    """Settings plus what must stay a Pulumi secret (HF token, API key), the Kubernetes context, and the kubeconfig
+    file the stack writes when it bootstraps the cluster itself."""
 
-    def __init__(self, settings: Settings, secrets: dict[str, Any], kube_context: str | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: dict[str, Any],
+        kube_context: str | None,
+        kubeconfig_path: str | None = None,
+    ) -> None:
         self.settings = settings
+        self.kubeconfig_path = kubeconfig_path
         # pulumi.Output[str] (secret) or None each
         self.hf_token = secrets.get("hfToken")
         self.api_key = secrets.get("apiKey")
@@ -408,5 +477,19 @@ def read_stack_config() -> StackConfig:
     settings = parse_settings(
         {k: v for k, v in raw.items() if v is not None}, {k for k, v in secrets.items() if v is not None}
     )
-    context = pulumi.Config("kubernetes").get("context")
-    return StackConfig(settings, secrets, context or None)
+    context = pulumi.Config("kubernetes").get("context") or None
+    kubeconfig_path = None
+    if settings.cluster_bootstrap == "kubeadm":
+        if context:
+            raise AimError(
+                f"kubernetes:context: {_shown(context)} is not allowed: expected unset when aim:clusterBootstrap is "
+                "kubeadm (the stack writes and uses its own kubeconfig)"
+            )
+        kubeconfig_path = str(bootstrap_kubeconfig_path(pulumi.get_stack()))
+    return StackConfig(settings, secrets, context, kubeconfig_path)
+
+
+def bootstrap_kubeconfig_path(stack: str) -> Path:
+    """Where `clusterBootstrap: kubeadm` writes the new cluster's admin kubeconfig: a file of this stack's own,
+    so an existing ~/.kube/config is never overwritten."""
+    return Path.home() / ".kube" / f"aim-{stack}.conf"

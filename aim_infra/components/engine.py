@@ -46,6 +46,10 @@ POD_SECURITY_LABELS = {
 }
 
 
+#: The data key of the API key Secret: vLLM reads the key from the environment variable of this name.
+API_KEY_DATA_KEY = "VLLM_API_KEY"
+
+
 @dataclass(frozen=True)
 class AimEngineArgs:
     decision: Decision
@@ -129,6 +133,7 @@ class AimEngine(pulumi.ComponentResource):
     model_cache: KubernetesObject
     selector_labels: dict[str, str]
     labels: dict[str, str]
+    api_key_secret_ref: str | None
 
     def __init__(self, name: str, args: AimEngineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:AimEngine", name, None, opts)
@@ -146,8 +151,6 @@ class AimEngine(pulumi.ComponentResource):
             "aim.amd.com/model": label_value(args.model_id),
             "aim.amd.com/gpu": decision.gpu.name,
         }
-        child = pulumi.ResourceOptions(parent=self)
-
         self.namespace = KubernetesObject(
             f"{name}-namespace",
             {
@@ -155,7 +158,9 @@ class AimEngine(pulumi.ComponentResource):
                 "kind": "Namespace",
                 "metadata": {"name": ns, "labels": {"app.kubernetes.io/part-of": "aim", **POD_SECURITY_LABELS}},
             },
-            opts=child,
+            # Deleting a namespace deletes everything in it, so a kept model cache needs its namespace kept too;
+            # Pulumi still deletes every other object in it one by one, and the provider adopts both on the next up.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_model_cache),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
 
@@ -173,7 +178,9 @@ class AimEngine(pulumi.ComponentResource):
             opts=in_ns,
         )
         self.hf_token_secret = self._secret(name, "hf-token", "HF_TOKEN", args.hf_token, ns, in_ns)
-        self.api_key_secret = self._secret(name, "api-key", "VLLM_API_KEY", args.api_key, ns, in_ns)
+        self.api_key_secret = self._secret(name, "api-key", API_KEY_DATA_KEY, args.api_key, ns, in_ns)
+        #: "<Secret>:<data key>" of the API key, for steps that read it from the cluster (the smoke test).
+        self.api_key_secret_ref = f"{name}-api-key:{API_KEY_DATA_KEY}" if self.api_key_secret else None
 
         self.config_map = KubernetesObject(
             f"{name}-recipe",
@@ -318,7 +325,7 @@ class AimEngine(pulumi.ComponentResource):
             api_env = [
                 {
                     "name": "VLLM_API_KEY",
-                    "valueFrom": {"secretKeyRef": {"name": f"{name}-api-key", "key": "VLLM_API_KEY"}},
+                    "valueFrom": {"secretKeyRef": {"name": f"{name}-api-key", "key": API_KEY_DATA_KEY}},
                 }
             ]
         download_command = ["python3", "-m", "aim_infra.download", "--model", args.model_id, "--dest", model_dir]

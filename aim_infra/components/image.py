@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
+
+from .host import PROJECT_ROOT, environment, python_module
 
 #: What goes into the image: a change to any of these files gives a new tag (and a new digest).
 IMAGE_SOURCES = ("docker", "aim_infra", "recipes")
@@ -32,6 +35,10 @@ class AimImageArgs:
     base_image: str
     context: Path
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    #: cleanup `images` and above: `pulumi destroy` removes the image from the local Docker engine and the registry.
+    remove_on_destroy: bool = False
+    #: The local registry's container, garbage-collected after the image's manifest is deleted from it.
+    registry_container: pulumi.Input[str] | None = None
 
 
 class AimImage(pulumi.ComponentResource):
@@ -57,4 +64,26 @@ class AimImage(pulumi.ComponentResource):
         )
         # The workload pulls by digest: a tag can move, a digest cannot.
         self.reference = self.image.repo_digest
+        if args.remove_on_destroy:
+            # docker.Image leaves the image behind on delete; this step's delete removes it (best effort: a registry
+            # that is already gone is a warning, never a stuck destroy).
+            tagged = f"{args.repository}:{tag}"
+            delete = pulumi.Output.all(self.reference, args.registry_container).apply(
+                lambda values: python_module(
+                    "aim_infra.image_cleanup",
+                    "--image",
+                    tagged,
+                    "--digest",
+                    str(values[0]).rsplit("@", 1)[-1],
+                    *(["--registry-container", str(values[1])] if values[1] else []),
+                )
+            )
+            command.local.Command(
+                f"{name}-cleanup",
+                create=f"echo 'pulumi destroy will remove {tagged} (aim:cleanup)'",
+                delete=delete,
+                dir=str(PROJECT_ROOT),
+                environment=environment(),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image, *args.depends_on]),
+            )
         self.register_outputs({"reference": self.reference, "tag": tag})

@@ -15,7 +15,10 @@ REGISTRY_DATA = "/var/lib/registry"
 @dataclass(frozen=True)
 class LocalRegistryArgs:
     port: int
+    #: Keep the data volume (pushed images) on `pulumi destroy`: cleanup below `registry`.
     retain_data: bool = True
+    #: Keep the registry:2 image in the local Docker engine on `pulumi destroy`: cleanup below `registry`.
+    keep_image: bool = True
 
 
 class LocalRegistry(pulumi.ComponentResource):
@@ -23,13 +26,15 @@ class LocalRegistry(pulumi.ComponentResource):
     runtime pulls `localhost:<port>/...` over plain HTTP, which containerd allows for localhost."""
 
     endpoint: str
+    container_name: str
     container: docker.Container
 
     def __init__(self, name: str, args: LocalRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:LocalRegistry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        image = docker.RemoteImage(f"{name}-image", name=REGISTRY_IMAGE, keep_locally=True, opts=child)
-        # Images survive a replaced container; the volume itself survives `pulumi destroy` unless opted out.
+        image = docker.RemoteImage(f"{name}-image", name=REGISTRY_IMAGE, keep_locally=args.keep_image, opts=child)
+        # Images survive a replaced container. The container itself always goes on destroy (a kept one would collide
+        # with the next `pulumi up` by name); its data volume stays unless cleanup is `registry` or `all`.
         volume = docker.Volume(
             f"{name}-data",
             name=f"{name}-data",
@@ -49,4 +54,5 @@ class LocalRegistry(pulumi.ComponentResource):
             opts=child,
         )
         self.endpoint = f"localhost:{args.port}"
+        self.container_name = name
         self.register_outputs({"endpoint": self.endpoint, "containerId": self.container.id})

@@ -40,7 +40,14 @@ def test_prod_objects_with_secrets_and_budget_validate(prod: PlanResult) -> None
     "overrides",
     [
         {"aim:serviceType": "LoadBalancer", "aim:apiAllowedCidrs": '["10.20.0.0/16"]'},
-        {"aim:serviceType": "ClusterIP", "aim:amdGpuPlugin": "false", "aim:localPath": "false"},
+        # An existing cluster (no bootstrap) that brings its own GPU plugin and default StorageClass.
+        {
+            "aim:serviceType": "ClusterIP",
+            "aim:amdGpuPlugin": "false",
+            "aim:localPath": "false",
+            "aim:clusterBootstrap": "none",
+        },
+        {"aim:cleanup": "all", "aim:smokeTest": "false", "aim:registryPort": "5001"},
         {"aim:nodePort": "0", "aim:storageClass": "fast-nvme", "aim:cacheAccessMode": "ReadWriteMany"},
         {"aim:model": "deepseek-ai/DeepSeek-R1", "aim:gpuCount": "8"},
         {

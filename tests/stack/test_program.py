@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ COMPONENTS = {
     "aim:infra:Monitoring",
     "aim:infra:EngineNetworkPolicy",
     "aim:infra:RecipeAdmission",
+    "aim:infra:ClusterBootstrap",
+    "aim:infra:GpuGate",
+    "aim:infra:SmokeTest",
 }
 PROD_IMAGE = (
     "registry.example.com/ml-platform/aim-engine:2026.11.0"
@@ -70,8 +74,13 @@ def test_one_explicit_kubernetes_provider_reaches_every_kubernetes_resource(
     result = {"dev": dev, "prod": prod}[stack]
     providers = result.of_type("pulumi:providers:kubernetes")
     assert len(providers) == 1
-    context = {"dev": "kubernetes-admin@kubernetes", "prod": "prod-mi300x"}[stack]
-    assert providers[0].inputs["context"] == context
+    if stack == "dev":  # kubeadm: the kubeconfig the bootstrap writes, never the user's ~/.kube/config
+        assert "context" not in providers[0].inputs
+        assert providers[0].inputs["kubeconfig"] == str(Path.home() / ".kube" / "aim-dev.conf")
+    else:
+        assert providers[0].inputs["context"] == "prod-mi300x" and "kubeconfig" not in providers[0].inputs
+    # A namespace and model cache kept by destroy are adopted by the next up instead of failing it.
+    assert providers[0].inputs["upsertExistingObjects"] == "true"  # provider config travels as strings
     reference = f"{providers[0].urn}::{providers[0].name}-id"
     kubernetes = [r for r in result.resources if r.type.startswith("kubernetes:") and r.custom]
     assert kubernetes
@@ -194,11 +203,14 @@ def test_model_cache_size_and_retention(dev: PlanResult) -> None:
     claim = dev.named("kubernetes:core/v1:PersistentVolumeClaim", "aim-engine-model-cache")
     size = claim.inputs["spec"]["resources"]["requests"]["storage"]
     assert size.endswith("Gi") and int(size.removesuffix("Gi")) > 16
-    assert claim.options["retain_on_delete"] is True
+    namespace = dev.named("kubernetes:core/v1:Namespace", "aim-engine-namespace")
+    # Deleting a namespace deletes what is in it: a kept cache needs its namespace kept as well.
+    assert claim.options["retain_on_delete"] is True and namespace.options["retain_on_delete"] is True
     assert claim.inputs["spec"]["storageClassName"] == "local-path"
-    dropped = run_stack("dev", {"aim:retainModelCache": "false", "aim:cacheSize": "500Gi"})
+    dropped = run_stack("dev", {"aim:cleanup": "all", "aim:cacheSize": "500Gi"})
     claim = dropped.named("kubernetes:core/v1:PersistentVolumeClaim", "aim-engine-model-cache")
-    assert claim.options["retain_on_delete"] is False
+    namespace = dropped.named("kubernetes:core/v1:Namespace", "aim-engine-namespace")
+    assert claim.options["retain_on_delete"] is False and namespace.options["retain_on_delete"] is False
     assert claim.inputs["spec"]["resources"]["requests"]["storage"] == "500Gi"
 
 
@@ -250,7 +262,7 @@ def test_api_key_changes_the_verification_commands(prod: PlanResult) -> None:
 def test_registry_data_survives_destroy_unless_opted_out(dev: PlanResult) -> None:
     volume = dev.named("docker:index/volume:Volume", "aim-registry-data")
     assert volume.inputs["name"] == "aim-registry-data" and volume.options["retain_on_delete"] is True
-    dropped = run_stack("dev", {"aim:retainRegistryData": "false"})
+    dropped = run_stack("dev", {"aim:cleanup": "registry"})
     assert dropped.named("docker:index/volume:Volume", "aim-registry-data").options["retain_on_delete"] is False
     namespaces = [r for r in dev.resources if r.type == "kubernetes:core/v1:Namespace"]
     # The stack owns every namespace it installs into; no Helm release creates one.

@@ -99,7 +99,7 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 def test_gpu_auto_reads_labels_and_allocatable_from_the_cluster(kubeconfig: Path) -> None:
     FakeApiServer.nodes = [node("cpu-0", None, 0), node("gpu-0", "74a5", 8), node("gpu-1", "74a1", 4)]
-    result = run_stack("dev", {"aim:gpu": "auto", "aim:gpuCount": "auto"})
+    result = run_stack("dev", {"aim:gpu": "auto", "aim:gpuCount": "auto", "aim:clusterBootstrap": "none"})
     assert result.error is None, result.error
     assert result.outputs["recipe"]["gpu"] == "MI325X"
     assert result.outputs["recipe"]["gpus_available"] == 8
@@ -107,7 +107,7 @@ def test_gpu_auto_reads_labels_and_allocatable_from_the_cluster(kubeconfig: Path
 
 def test_gpu_auto_with_no_labelled_node_says_what_to_set(kubeconfig: Path) -> None:
     FakeApiServer.nodes = [node("cpu-0", None, 0)]
-    result = run_stack("dev", {"aim:gpu": "auto"})
+    result = run_stack("dev", {"aim:gpu": "auto", "aim:clusterBootstrap": "none"})
     assert result.error is not None and "set aim:gpu and aim:gpuCount" in result.error
     assert result.resources == []
 
@@ -127,9 +127,9 @@ def test_gpu_auto_with_an_unreachable_cluster_says_what_to_set(tmp_path: Path, m
         )
     )
     monkeypatch.setenv("KUBECONFIG", str(path))
-    result = run_stack("dev", {"aim:gpu": "auto"})
+    result = run_stack("dev", {"aim:gpu": "auto", "aim:clusterBootstrap": "none"})
     assert result.error is not None and result.error.startswith("aim:gpu/aim:gpuCount auto: cannot list nodes")
     assert "set aim:gpu and aim:gpuCount" in result.error and "\n" not in result.error
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
-    result = run_stack("dev", {"aim:gpu": "auto"})
+    result = run_stack("dev", {"aim:gpu": "auto", "aim:clusterBootstrap": "none"})
     assert result.error is not None and "no usable kubeconfig" in result.error

@@ -77,7 +77,24 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"registryPort": "22"}, "aim:registryPort: '22' is not allowed: expected a whole number from 1024 to 65535"),
     ({"cacheSize": "big"}, "aim:cacheSize: 'big' is not allowed: expected auto or a Kubernetes quantity"),
     ({"cacheAccessMode": "ReadOnlyMany"}, "aim:cacheAccessMode: 'ReadOnlyMany' is not allowed"),
-    ({"retainModelCache": "yes"}, "aim:retainModelCache: 'yes' is not allowed: expected true or false"),
+    ({"smokeTest": "yes"}, "aim:smokeTest: 'yes' is not allowed: expected true or false"),
+    ({"retainModelCache": "false"}, "aim:retainModelCache: no longer a key; use aim:cleanup (the model cache is kept"),
+    ({"retainRegistryData": "false"}, "aim:retainRegistryData: no longer a key; use aim:cleanup (the registry's"),
+    ({"cleanup": "everything"}, "aim:cleanup: 'everything' is not allowed: expected 'resources', 'images', 'registry'"),
+    ({"clusterBootstrap": "kind"}, "aim:clusterBootstrap: 'kind' is not allowed: expected 'none' or 'kubeadm'"),
+    ({"namespace": "kube-system"}, "aim:namespace: 'kube-system' is not allowed: expected a namespace of its own"),
+    (
+        {"clusterBootstrap": "kubeadm"},
+        "aim:calico: false is not allowed: expected true when clusterBootstrap is kubeadm (a new cluster has no pod",
+    ),
+    (
+        {"clusterBootstrap": "kubeadm", "calico": "true"},
+        "aim:localPath: false is not allowed: expected true, or a storageClass set, when clusterBootstrap is kubeadm",
+    ),
+    (
+        {"clusterBootstrap": "kubeadm", "calico": "true", "storageClass": "nvme"},
+        "aim:kubeletInsecureTls: false is not allowed: expected true when clusterBootstrap is kubeadm with",
+    ),
     ({"monitoring": "1"}, "aim:monitoring: '1' is not allowed: expected true or false"),
     ({"namespace": "AIM"}, "aim:namespace: 'AIM' is not allowed: expected a DNS label"),
     ({"podCidr": "192.168.0.1/16"}, "aim:podCidr: '192.168.0.1/16' is not allowed: expected a network in CIDR"),
@@ -110,13 +127,15 @@ def test_values_arrive_as_strings_and_are_typed() -> None:
         {
             "gpuCount": "8",
             "replicas": "2",
-            "retainModelCache": "False",
+            "smokeTest": "True",
+            "cleanup": "images",
             "vllmExtraArgs": '["--enable-chunked-prefill"]',
             "nodePort": "30001",
             "maxModelLen": "auto",
         }
     )
-    assert settings.gpu_count == 8 and settings.replicas == 2 and settings.retain_model_cache is False
+    assert settings.gpu_count == 8 and settings.replicas == 2 and settings.smoke_test is True
+    assert settings.removes_built_images and settings.keeps_registry_data and settings.keeps_model_cache
     assert settings.vllm_extra_args == ["--enable-chunked-prefill"] and settings.node_port == 30001
     assert parse_settings({"vllmExtraArgs": "--max-num-seqs 64 --enable-prefix-caching"}).vllm_extra_args == [
         "--max-num-seqs",

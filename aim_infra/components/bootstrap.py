@@ -1,0 +1,95 @@
+"""ClusterBootstrap: make this host a single-node kubeadm cluster, one idempotent script per pulumi-command step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from .host import PROJECT_ROOT, environment, keep, script
+
+#: The taint `kubeadm init` puts on the control plane; a single node must run workloads, so it goes.
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
+
+
+@dataclass(frozen=True)
+class ClusterBootstrapArgs:
+    pod_cidr: str
+    kubeconfig_path: str
+    #: Port of the stack's local registry, mirrored into containerd as localhost:<port>; None without a registry.
+    registry_port: int | None
+    #: cleanup `all`: `pulumi destroy` resets the cluster (kubeadm reset) and removes the host settings files.
+    reset_on_destroy: bool = False
+    #: cleanup `registry` or `all`: `pulumi destroy` removes containerd's mirror entry for the registry.
+    remove_mirror_on_destroy: bool = False
+
+
+class ClusterBootstrap(pulumi.ComponentResource):
+    """Host preflight → containerd for kubeadm → the local registry as containerd mirror → `kubeadm init`.
+
+    Each step is a `command.local.Command` whose create runs a script from `scripts/bootstrap/` (each is idempotent
+    and has a `--check` dry run), so a second `pulumi up` changes nothing and any change of inputs simply re-runs
+    it. No step has triggers: a replacement would run the old step's delete, and for `kubeadm init` that is a
+    cluster reset. What a delete does depends on `aim:cleanup`; below `all` it only reports what is kept.
+    """
+
+    kubeconfig: pulumi.Output[str]
+    cluster: command.local.Command
+
+    def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aim:infra:ClusterBootstrap", name, None, opts)
+        env = environment()
+
+        def step(
+            suffix: str, create: str, delete: str, after: list[pulumi.Resource], secret_outputs: list[str] | None = None
+        ) -> command.local.Command:
+            return command.local.Command(
+                f"{name}-{suffix}",
+                create=create,
+                delete=delete,
+                dir=str(PROJECT_ROOT),
+                environment=env,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, additional_secret_outputs=secret_outputs),
+            )
+
+        preflight = step(
+            "host-preflight",
+            script("host-preflight.sh"),
+            script("host-preflight.sh", "--undo")
+            if args.reset_on_destroy
+            else keep("swap off, kernel modules and sysctls", "aim:cleanup all removes their files"),
+            [],
+        )
+        containerd = step(
+            "containerd",
+            script("containerd-config.sh"),
+            keep("the containerd config.toml (SystemdCgroup, registry config_path)", "other workloads may use it"),
+            [preflight],
+        )
+        last: pulumi.Resource = containerd
+        if args.registry_port is not None:
+            port = str(args.registry_port)
+            last = step(
+                "registry-mirror",
+                script("containerd-registry-mirror.sh", port),
+                script("containerd-registry-mirror.sh", "--remove", port)
+                if args.remove_mirror_on_destroy
+                else keep(f"containerd mirror for localhost:{port}", "aim:cleanup registry or all removes it"),
+                [containerd],
+            )
+        self.cluster = step(
+            "kubeadm",
+            script(
+                "kubeadm-init.sh", "--pod-cidr", args.pod_cidr, "--kubeconfig", args.kubeconfig_path, "--single-node"
+            ),
+            script("kubeadm-reset.sh", "--kubeconfig", args.kubeconfig_path)
+            if args.reset_on_destroy
+            else keep("the kubeadm cluster", "aim:cleanup all resets it"),
+            [last],
+            # kubeadm prints a bootstrap join token; whatever reaches the outputs is kept encrypted in the state.
+            secret_outputs=["stdout", "stderr"],
+        )
+        # Known once the cluster step has run: the Kubernetes provider (and so every object) waits for it.
+        self.kubeconfig = self.cluster.id.apply(lambda _: args.kubeconfig_path)
+        self.register_outputs({"kubeconfig": self.kubeconfig})

@@ -1,0 +1,44 @@
+"""GpuGate: a step that waits until a node offers the recipe's GPUs, between the device plugin and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_command as command
+
+from .host import PROJECT_ROOT, environment, python_module
+
+#: How long the device plugin may take to advertise amd.com/gpu on a node (image pull, driver checks).
+GPU_WAIT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class GpuGateArgs:
+    gpu: str
+    #: GPUs one engine replica needs on one node.
+    count: int
+    kube_context: str | None = None
+    kubeconfig: pulumi.Input[str] | None = None
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class GpuGate(pulumi.ComponentResource):
+    """Without it, a cluster whose device plugin never comes up shows only as a Deployment that is not ready after
+    its whole start-up budget; with it, `pulumi up` stops within minutes, saying what the nodes offer instead."""
+
+    check: command.local.Command
+
+    def __init__(self, name: str, args: GpuGateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aim:infra:GpuGate", name, None, opts)
+        arguments = ["--gpu", args.gpu, "--count", str(args.count), "--timeout", str(GPU_WAIT_SECONDS)]
+        if args.kube_context:
+            arguments += ["--context", args.kube_context]
+        self.check = command.local.Command(
+            f"{name}-check",
+            create=python_module("aim_infra.gpu_ready", *arguments),
+            dir=str(PROJECT_ROOT),
+            environment=environment(args.kubeconfig),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+        )
+        self.register_outputs({"result": self.check.stdout})

@@ -1,0 +1,39 @@
+"""How the stack runs programs on the host where `pulumi up` runs: repository scripts and our Python modules."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pulumi
+
+#: The project checkout: commands run from here, so scripts are named by their path in the repository.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP_SCRIPTS = "scripts/bootstrap"
+#: Environment variable that holds the Python of the Pulumi program (the project's virtualenv), so a command runs
+#: our modules with the packages `pulumi up` itself has.
+PYTHON_VARIABLE = "AIM_PYTHON"
+
+
+def script(name: str, *arguments: str) -> str:
+    """`bash scripts/bootstrap/<name> ARGS`, quoted for /bin/sh."""
+    return shlex.join(["bash", f"{BOOTSTRAP_SCRIPTS}/{name}", *arguments])
+
+
+def python_module(module: str, *arguments: str) -> str:
+    """`"$AIM_PYTHON" -m <module> ARGS`, quoted for /bin/sh."""
+    return f'"${PYTHON_VARIABLE}" -m ' + shlex.join([module, *arguments])
+
+
+def keep(what: str, how_to_remove: str) -> str:
+    """A delete step that only says what stays and how to remove it, so `pulumi destroy` shows each kept thing."""
+    return shlex.join(["echo", f"kept: {what} ({how_to_remove})"])
+
+
+def environment(kubeconfig: pulumi.Input[str] | None = None) -> dict[str, pulumi.Input[str]]:
+    """The variables every command gets: our Python, and the kubeconfig when the stack made the cluster."""
+    env: dict[str, pulumi.Input[str]] = {PYTHON_VARIABLE: sys.executable}
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = kubeconfig
+    return env
