@@ -86,6 +86,7 @@ if s.build_image:
             [registry] if registry else [],
             remove_on_destroy=s.removes_built_images,
             registry_container=registry.container_name if registry else None,
+            owns_repository=s.registry and not s.image,
         ),
         opts=docker_host,
     )

@@ -1,7 +1,7 @@
 """Image cleanup on `pulumi destroy`: remove the built AIM image from the local Docker engine and the local registry.
 
-    python -m aim_infra.image_cleanup --image REPO:TAG [--digest sha256:<64 hex>] [--registry-container NAME]
-                                      [--docker docker] [--timeout SECONDS]
+    python -m aim_infra.image_cleanup --image REPO:TAG [--digest sha256:<64 hex>] [--all-tags]
+                                      [--registry-container NAME] [--docker docker] [--timeout SECONDS]
 
 Three steps, each reported on stdout as one line per action, prefixed `changed:`, `unchanged:`, `warning:` or `note:`:
 
@@ -13,6 +13,18 @@ Three steps, each reported on stdout as one line per action, prefixed `changed:`
 3. With --registry-container NAME and a manifest deleted: `docker exec NAME registry garbage-collect --delete-untagged
    /etc/docker/registry/config.yml` (the binary and config path of the official registry:2 image) frees the blobs.
 
+With --all-tags the earlier builds of REPO go too (the stack tags each build by a hash of its sources, so REPO collects
+one tag per source change), never another repository's:
+
+1. After REPO:TAG, every other tag `docker image ls REPO` lists (`<none>` skipped) is removed the same way: never
+   forced, so an image a container uses stays with a `warning:`; the others still go. None left: an `unchanged:` line.
+2. In the local registry, every tag of GET /v2/<name>/tags/list (`Link: <...>; rel="next"` pages followed on the same
+   registry) is resolved to its manifest digest with the HEAD above, and each digest gets one DELETE, however many tags
+   share it (the delete removes them all; its `changed:` line names them). A 404 for the list (the repository is
+   unknown, e.g. already cleaned up) is an `unchanged:` line. A remote registry is still left alone (the same `note:`):
+   --all-tags then only affects the local Docker engine.
+3. The garbage collection runs once, after all the deletes.
+
 It runs inside `pulumi destroy`, which must not get stuck on a registry that is already gone: after doing what it can it
 exits 0; bad arguments exit 2 with one line on stderr. --timeout bounds each docker command and each HTTP request.
 Stdlib only. Never a traceback.
@@ -22,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import math
 import re
 import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +49,8 @@ from typing import NoReturn
 
 PREFIX = "aim image cleanup:"
 USAGE = (
-    "python -m aim_infra.image_cleanup --image REPO:TAG [--digest sha256:<64 hex>] [--registry-container NAME] "
-    "[--docker docker] [--timeout SECONDS]"
+    "python -m aim_infra.image_cleanup --image REPO:TAG [--digest sha256:<64 hex>] [--all-tags] "
+    "[--registry-container NAME] [--docker docker] [--timeout SECONDS]"
 )
 DEFAULT_TIMEOUT = 60.0
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
@@ -49,6 +63,10 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     )
 )
+#: The most of one page of GET /v2/<name>/tags/list read (a registry with more tags pages them with `Link`).
+TAGS_PAGE_LIMIT = 8 * 1024 * 1024
+#: The most pages of a tags list followed (a registry whose `Link`s never end stops there).
+TAGS_PAGE_MAX = 10_000
 #: The registry binary and its config inside the official `registry:2` image (distribution v2.8).
 GC_COMMAND = ("registry", "garbage-collect", "--delete-untagged", "/etc/docker/registry/config.yml")
 
@@ -145,12 +163,20 @@ class Settings:
     registry_container: str | None
     docker: str
     timeout: float
+    all_tags: bool = False
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
     parser = _Parser(prog="python -m aim_infra.image_cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, help="the built image, REPO:TAG (e.g. localhost:5000/aim-engine:TAG)")
     parser.add_argument("--digest", help="its manifest digest, sha256:<64 hex> (default: asked from the registry)")
+    parser.add_argument(
+        "--all-tags",
+        action="store_true",
+        help="also remove every other tag of REPO (earlier builds): those `docker image ls REPO` lists, and in the "
+        "local registry every tag of its tags list, each manifest deleted once; other repositories and a remote "
+        "registry are left alone",
+    )
     parser.add_argument(
         "--registry-container", help="the local registry's container, to run its garbage collector after a delete"
     )
@@ -174,7 +200,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         raise _UsageError("--docker is empty: expected the docker program, e.g. docker")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise _UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
-    return Settings(ref, digest, container, args.docker, args.timeout)
+    return Settings(ref, digest, container, args.docker, args.timeout, all_tags=args.all_tags)
 
 
 def emit(kind: str, text: str) -> None:
@@ -270,31 +296,76 @@ def remove_reference(settings: Settings, reference: str) -> bool:
     return False
 
 
-def clean_local(settings: Settings) -> None:
-    """Step 1: the tag and, with --digest, the digest reference, from the local Docker engine."""
+def _clean_tag(settings: Settings) -> None:
+    """REPO:TAG and, with --digest, REPO@DIGEST."""
     ref = settings.ref
     by_digest = ref.at(settings.digest) if settings.digest else None
+    tag_id = image_id(settings, ref.image)
+    digest_id = image_id(settings, by_digest) if by_digest else None
+    tag_kept = False
+    if tag_id is None:
+        emit("unchanged", f"{ref.image} is not in the local Docker engine")
+    else:
+        tag_kept = not remove_reference(settings, ref.image)
+    if by_digest is None:
+        return
+    if digest_id is None:
+        emit("unchanged", f"{by_digest} is not in the local Docker engine")
+    elif tag_kept and digest_id == tag_id:
+        return  # the same image stays for its container: its digest reference stays with it
+    elif image_id(settings, by_digest) is None:
+        # Untagging the last tag of a repository drops that repository's digest references with it.
+        emit("changed", f"removed {by_digest} from the local Docker engine")
+    else:
+        remove_reference(settings, by_digest)
+
+
+def familiar(repository: str) -> str:
+    """The repository as `docker image ls` shows it: docker.io/library/aim → aim, docker.io/org/aim → org/aim."""
+    for domain in ("docker.io/", "index.docker.io/"):
+        if repository.startswith(domain):
+            repository = repository[len(domain) :]
+            break
+    if repository.startswith("library/") and repository.count("/") == 1:
+        repository = repository[len("library/") :]
+    return repository
+
+
+def local_tags(settings: Settings) -> list[str]:
+    """Every REPO:TAG the engine has for exactly REPO (never another repository, never `<none>`), sorted."""
+    wanted = familiar(settings.ref.repository)  # Docker's filter matches that form (not docker.io/library/NAME)
+    result = _docker(settings, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", wanted)
+    if result.returncode != 0:
+        raise DockerUnavailable(f"`docker image ls {wanted}` failed ({_first_line(result.stderr)})")
+    found: set[str] = set()
+    for line in result.stdout.splitlines():
+        name, _, tag = line.strip().rpartition(":")
+        # Docker filters by REPO already; the check keeps a looser filter (a pattern, another engine) harmless.
+        if name and name != "<none>" and familiar(name) == wanted and _TAG.fullmatch(tag):
+            found.add(f"{name}:{tag}")
+    return sorted(found)
+
+
+def clean_local(settings: Settings) -> None:
+    """Step 1: the tag and, with --digest, the digest reference, from the local Docker engine; --all-tags: REPO's."""
+    ref = settings.ref
     try:
-        tag_id = image_id(settings, ref.image)
-        digest_id = image_id(settings, by_digest) if by_digest else None
-        tag_kept = False
-        if tag_id is None:
-            emit("unchanged", f"{ref.image} is not in the local Docker engine")
-        else:
-            tag_kept = not remove_reference(settings, ref.image)
-        if by_digest is None:
-            return
-        if digest_id is None:
-            emit("unchanged", f"{by_digest} is not in the local Docker engine")
-        elif tag_kept and digest_id == tag_id:
-            return  # the same image stays for its container: its digest reference stays with it
-        elif image_id(settings, by_digest) is None:
-            # Untagging the last tag of a repository drops that repository's digest references with it.
-            emit("changed", f"removed {by_digest} from the local Docker engine")
-        else:
-            remove_reference(settings, by_digest)
+        _clean_tag(settings)
     except DockerUnavailable as error:
-        emit("warning", f"{error}; {ref.image} was not removed from the local Docker engine")
+        what = f"{ref.image} and the other tags of {ref.repository} were" if settings.all_tags else f"{ref.image} was"
+        emit("warning", f"{error}; {what} not removed from the local Docker engine")
+        return
+    if not settings.all_tags:
+        return
+    try:
+        itself = f"{familiar(ref.repository)}:{ref.tag}"
+        others = [reference for reference in local_tags(settings) if familiar(reference) != itself]
+        if not others:
+            emit("unchanged", f"no other tags of {ref.repository} in the local Docker engine")
+        for reference in others:
+            remove_reference(settings, reference)
+    except DockerUnavailable as error:
+        emit("warning", f"{error}; other tags of {ref.repository} were not removed from the local Docker engine")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -317,14 +388,19 @@ def _describe(error: BaseException) -> str:
     return text or type(reason).__name__
 
 
-def _request(method: str, url: str, *, timeout: float, accept: str | None = None) -> tuple[int, dict[str, str], str]:
-    """One request straight to the registry (no proxy from the environment): status, headers (lowercase), body text."""
+def _request(
+    method: str, url: str, *, timeout: float, accept: str | None = None, limit: int = 4096
+) -> tuple[int, dict[str, str], str]:
+    """One request straight to the registry (no proxy from the environment): status, headers (lowercase), body text.
+
+    The body is read up to `limit` bytes.
+    """
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, method=method, headers={"Accept": accept} if accept else {})
     try:
         try:
             with opener.open(request, timeout=timeout) as response:
-                body = response.read(4096)
+                body = response.read(limit)
                 return (
                     response.status,
                     {k.lower(): v for k, v in response.headers.items()},
@@ -332,7 +408,7 @@ def _request(method: str, url: str, *, timeout: float, accept: str | None = None
                 )
         except urllib.error.HTTPError as error:
             try:
-                body = error.read(4096)
+                body = error.read(min(limit, 4096))
             except (OSError, http.client.HTTPException):
                 body = b""
             return error.code, {k.lower(): v for k, v in error.headers.items()}, body.decode("utf-8", "replace")
@@ -347,8 +423,116 @@ def _base_url(host: str) -> str:
     return f"http://127.0.0.1:{port}" if port else f"http://{host}"
 
 
+def _head_digest(settings: Settings, host: str, base: str, tag: str, *, unresolved: str) -> str | None:
+    """The manifest digest the registry has under `tag` (HEAD with MANIFEST_TYPES); None, with a line, without one."""
+    name = settings.ref.name
+    status, headers, _ = _request("HEAD", f"{base}/manifests/{tag}", timeout=settings.timeout, accept=MANIFEST_TYPES)
+    if status == 404:
+        emit("unchanged", f"{name}:{tag} is not in {host}")
+        return None
+    found = headers.get("docker-content-digest", "")
+    if status != 200 or not _DIGEST.fullmatch(found):
+        detail = f"answered {status}" if status != 200 else f"sent no usable Docker-Content-Digest ({found!r})"
+        emit("warning", f"{host} {detail} to HEAD {name}:{tag}; {unresolved}")
+        return None
+    return found
+
+
+def next_link(header: str) -> str | None:
+    """The target of `rel="next"` in a Link header (RFC 8288), as the registry's tags list pages with it."""
+    for match in re.finditer(r"<([^>]*)>([^<]*)", header):
+        params = [param.strip().lower().replace('"', "") for param in match.group(2).split(";")]
+        if any(param.startswith("rel=") and "next" in param[4:].split() for param in params):
+            return match.group(1).strip()
+    return None
+
+
+def registry_tags(settings: Settings, host: str, base: str) -> tuple[list[str], bool] | None:
+    """Every tag of GET <base>/tags/list, following `Link` pages on the same registry, sorted; and whether all came.
+
+    None, with its line, when there is no list at all: 404 (the repository is unknown) or an answer that is not one.
+    """
+    name = settings.ref.name
+    first = url = f"{base}/tags/list"
+    origin = urllib.parse.urlsplit(first)
+    found: set[str] = set()
+    seen: set[str] = set()
+    while True:
+        seen.add(url)
+        status, headers, body = _request("GET", url, timeout=settings.timeout, limit=TAGS_PAGE_LIMIT)
+        page = "the tags list" if url == first else f"a later page of the tags list ({url})"
+        rest = f"other tags of {name} were not deleted there" if url == first else "its tags and later ones stay there"
+        if status == 404 and url == first:
+            emit("unchanged", f"repository {name} is not in {host}, so it has no other tags to delete there")
+            return None
+        tags: object = None
+        if status == 200:
+            try:
+                listing = json.loads(body)
+            except ValueError:
+                listing = None
+            if isinstance(listing, dict):
+                tags = listing.get("tags") or []  # distribution: "tags": null when the repository has none left
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            detail = f"answered {status} to" if status != 200 else "sent no JSON list of tags for"
+            emit("warning", f"{host} {detail} GET {name} {page} ({_first_line(body, 160)}); {rest}")
+            return (sorted(found), False) if found else None
+        bad = [tag for tag in tags if not _TAG.fullmatch(tag)]
+        if bad:
+            emit("warning", f"{host} listed invalid tags of {name} ({', '.join(map(repr, bad[:3]))}); they stay there")
+        found.update(tag for tag in tags if _TAG.fullmatch(tag))
+        target = next_link(headers.get("link", ""))
+        if target is None:
+            return sorted(found), not bad
+        url = urllib.parse.urljoin(url, target)
+        parts = urllib.parse.urlsplit(url)
+        if (parts.scheme, parts.netloc, parts.path) != (origin.scheme, origin.netloc, origin.path):
+            emit(
+                "warning",
+                f"{host} linked the next page of the {name} tags list to another place ({url}); the tags there stay",
+            )
+            return sorted(found), False
+        if url in seen or len(seen) >= TAGS_PAGE_MAX:
+            emit("warning", f"{host} linked the {name} tags list in a loop ({url}); the tags after it stay there")
+            return sorted(found), False
+
+
+def _plan(settings: Settings, host: str, base: str) -> dict[str, list[str]]:
+    """The manifest digests to delete, in order, each with the tags known to point at it."""
+    ref = settings.ref
+    digests: dict[str, list[str]] = {}
+    resolved: set[str] = set()
+    if settings.digest is not None:
+        digests[settings.digest] = []
+    else:
+        unresolved = (
+            "its manifest was not deleted there (pass --digest to delete by digest)"
+            if settings.all_tags
+            else "nothing was deleted there (pass --digest to delete by digest)"
+        )
+        digest = _head_digest(settings, host, base, ref.tag, unresolved=unresolved)
+        resolved.add(ref.tag)
+        if digest is not None:
+            digests[digest] = [ref.tag]
+    if not settings.all_tags:
+        return digests
+    listed = registry_tags(settings, host, base)
+    if listed is None:
+        return digests
+    tags, complete = listed
+    if complete and not [tag for tag in tags if tag != ref.tag]:
+        emit("unchanged", f"no other tags of {ref.name} in {host}")
+    for tag in tags:
+        if tag in resolved:
+            continue
+        digest = _head_digest(settings, host, base, tag, unresolved="its manifest was not deleted there")
+        if digest is not None:
+            digests.setdefault(digest, []).append(tag)
+    return digests
+
+
 def clean_registry(settings: Settings) -> bool:
-    """Step 2: delete the manifest from the stack's local registry; True when a DELETE was accepted (202)."""
+    """Step 2: delete the manifest(s) from the stack's local registry; True when a DELETE was accepted (202)."""
     ref = settings.ref
     host = ref.local_registry
     if host is None:
@@ -359,47 +543,44 @@ def clean_registry(settings: Settings) -> bool:
             f"are left alone, so {ref.image} stays there",
         )
         return False
-    base = f"{_base_url(host)}/v2/{ref.name}/manifests"
-    digest = settings.digest
+    base = f"{_base_url(host)}/v2/{ref.name}"
+    deleted = False
     try:
-        if digest is None:
-            status, headers, _ = _request("HEAD", f"{base}/{ref.tag}", timeout=settings.timeout, accept=MANIFEST_TYPES)
-            if status == 404:
-                emit("unchanged", f"{ref.name}:{ref.tag} is not in {host}")
-                return False
-            found = headers.get("docker-content-digest", "")
-            if status != 200 or not _DIGEST.fullmatch(found):
-                detail = f"answered {status}" if status != 200 else f"sent no usable Docker-Content-Digest ({found!r})"
+        digests = list(_plan(settings, host, base).items())
+        for index, (digest, tags) in enumerate(digests):
+            status, _, body = _request("DELETE", f"{base}/manifests/{digest}", timeout=settings.timeout)
+            if status == 202:
+                named = (
+                    f" ({'tag' if len(tags) == 1 else 'tags'} {', '.join(tags)})" if settings.all_tags and tags else ""
+                )
+                emit("changed", f"deleted {ref.name}@{digest} from {host}{named}")
+                deleted = True
+            elif status == 404:
+                emit("unchanged", f"{ref.name}@{digest} is not in {host}")
+            elif status == 405:
+                more = len(digests) - index - 1
                 emit(
                     "warning",
-                    f"{host} {detail} to HEAD {ref.name}:{ref.tag}; nothing was deleted there "
-                    "(pass --digest to delete by digest)",
+                    f"deletes are disabled on {host} (405: run it with REGISTRY_STORAGE_DELETE_ENABLED=true); the "
+                    f"manifest {ref.name}@{digest} stays"
+                    + (f", and so do {more} other manifest{'s' if more != 1 else ''} of {ref.name}" if more else ""),
                 )
-                return False
-            digest = found
-        status, _, body = _request("DELETE", f"{base}/{digest}", timeout=settings.timeout)
+                break
+            else:
+                emit(
+                    "warning",
+                    f"{host} answered {status} to DELETE {ref.name}@{digest} ({_first_line(body, 160)}); the "
+                    "manifest stays",
+                )
     except Unreachable as error:
-        emit(
-            "warning", f"registry {host} is unreachable ({error}); it may already be gone, so nothing was deleted there"
-        )
-        return False
-    if status == 202:
-        emit("changed", f"deleted {ref.name}@{digest} from {host}")
-        return True
-    if status == 404:
-        emit("unchanged", f"{ref.name}@{digest} is not in {host}")
-    elif status == 405:
-        emit(
-            "warning",
-            f"deletes are disabled on {host} (405: run it with REGISTRY_STORAGE_DELETE_ENABLED=true); the manifest "
-            f"{ref.name}@{digest} stays",
-        )
-    else:
-        emit(
-            "warning",
-            f"{host} answered {status} to DELETE {ref.name}@{digest} ({_first_line(body, 160)}); the manifest stays",
-        )
-    return False
+        if deleted:
+            emit("warning", f"registry {host} is unreachable ({error}); the remaining manifests were not deleted there")
+        else:
+            emit(
+                "warning",
+                f"registry {host} is unreachable ({error}); it may already be gone, so nothing was deleted there",
+            )
+    return deleted
 
 
 # --------------------------------------------------------------------------------------------------------------------

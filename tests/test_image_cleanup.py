@@ -6,6 +6,7 @@ garbage collection the same binary runs inside a container made with `docker imp
 names, a config at /etc/docker/registry/config.yml: the layout of the official registry:2 image), so the CLI's
 `docker exec NAME registry garbage-collect` runs for real. Nothing is pulled: test images are `docker import`ed tiny
 tarballs. Without the tools the tests skip, unless AIM_TESTS_REQUIRE_TOOLS=1 (set by .ci/run), when they fail.
+--all-tags's `Link` paging runs against a small fake registry on 127.0.0.1 (distribution 2.8 lists all tags at once).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -654,3 +657,425 @@ def test_garbage_collection_in_the_registry_container_frees_the_blobs(
     assert "No such container" in lines[3] and lines[3].endswith(
         "unreferenced blobs stay until the next garbage-collect"
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# --all-tags: every build of the repository
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('</v2/aim/tags/list?last=b&n=2>; rel="next"', "/v2/aim/tags/list?last=b&n=2"),
+        ("<http://127.0.0.1:5000/v2/aim/tags/list?n=2&last=b>;rel=next", "http://127.0.0.1:5000/v2/aim/tags/list?n=2&last=b"),
+        ('</first>; rel="first", </v2/aim/tags/list?last=c>; rel="prefetch next"', "/v2/aim/tags/list?last=c"),
+        ('</v2/aim/tags/list?last=b>; rel="prev"', None),
+        ('</v2/aim/tags/list?last=b>; rel="nextpage"', None),
+        ("", None),
+    ],
+)  # fmt: skip
+def test_next_link(header: str, expected: str | None) -> None:
+    assert image_cleanup.next_link(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [
+        ("localhost:5000/aim-engine", "localhost:5000/aim-engine"),
+        ("127.0.0.1:5000/team/aim-engine", "127.0.0.1:5000/team/aim-engine"),
+        ("docker.io/library/aim-engine", "aim-engine"),
+        ("index.docker.io/library/aim-engine", "aim-engine"),
+        ("library/aim-engine", "aim-engine"),
+        ("docker.io/org/aim-engine", "org/aim-engine"),
+        ("docker.io/library/org/aim-engine", "library/org/aim-engine"),
+        ("registry.example.com/library/aim-engine", "registry.example.com/library/aim-engine"),
+    ],
+)
+def test_familiar_names_as_docker_image_ls_shows_them(repository: str, expected: str) -> None:
+    assert image_cleanup.familiar(repository) == expected
+
+
+def test_all_tags_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--all-tags also remove every other tag of REPO" in out
+    assert "--all-tags" in image_cleanup.USAGE and "With --all-tags" in str(image_cleanup.__doc__)
+
+
+def test_all_tags_without_docker_or_registry_warns_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    host = f"127.0.0.1:{engine._free_port()}"
+    image = f"{host}/aim-engine:1"
+    assert main(["--image", image, "--all-tags", "--docker", "/nonexistent/docker", "--timeout", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.splitlines() == [
+        f"warning: the docker program '/nonexistent/docker' was not found; {image} and the other tags of "
+        f"{host}/aim-engine were not removed from the local Docker engine",
+        f"warning: registry {host} is unreachable (connection refused); it may already be gone, so nothing was "
+        "deleted there",
+    ]
+
+
+@contextlib.contextmanager
+def fake_registry(
+    name: str, pages: dict[str, tuple[list[str] | None, str | None]], digests: dict[str, str | int]
+) -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
+    """A registry on 127.0.0.1 answering only what --all-tags asks: its tags list in `pages` (query string → tags and a
+    Link header), HEAD of a tag (`digests`: a digest, or a status), DELETE of a manifest (202). Yields host:port and the
+    requests it got as (method, path with query, Accept)."""
+    requests: list[tuple[str, str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _handle(self) -> None:
+            requests.append((self.command, self.path, self.headers.get("Accept")))
+            path, _, query = self.path.partition("?")
+            if self.command == "GET" and path == f"/v2/{name}/tags/list" and query in pages:
+                tags, link = pages[query]
+                self._answer(200, {"Link": link} if link else {}, json.dumps({"name": name, "tags": tags}).encode())
+            elif self.command == "HEAD" and path.startswith(f"/v2/{name}/manifests/"):
+                found = digests.get(path.rsplit("/", 1)[1], 404)
+                if isinstance(found, int):
+                    self._answer(found, {})
+                else:
+                    self._answer(200, {"Docker-Content-Digest": found, "Content-Type": MANIFEST_TYPES.split(",")[0]})
+            elif self.command == "DELETE" and path.startswith(f"/v2/{name}/manifests/sha256:"):
+                self._answer(202, {})
+            else:
+                self._answer(404, {}, b'{"errors":[{"code":"NAME_UNKNOWN"}]}')
+
+        do_GET = do_HEAD = do_DELETE = _handle
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _digest(char: str) -> str:
+    return "sha256:" + char * 64
+
+
+def test_all_tags_follows_link_pages_and_deletes_each_manifest_once(
+    loopback_only: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three pages (a relative Link, then an absolute one); two tags share a manifest; one tag is gone, one fails."""
+    name = "team/aim-engine"
+    digests: dict[str, str | int] = {
+        "main": _digest("0"),
+        "a": _digest("1"),
+        "b": _digest("1"),
+        "c": _digest("2"),
+        "broken": 500,
+        "gone": 404,
+    }
+    pages: dict[str, tuple[list[str] | None, str | None]] = {
+        "": (["main", "a"], f'</v2/{name}/tags/list?last=a&n=2>; rel="next"'),
+        "last=gone&n=2": (["c", "broken"], None),
+    }
+    with fake_registry(name, pages, digests) as (host, requests):
+        # The second page links with an absolute URL, which needs the fake's port.
+        pages["last=a&n=2"] = (["b", "gone"], f"<http://{host}/v2/{name}/tags/list?last=gone&n=2>; rel=next")
+        image = f"{host}/{name}:main"
+        assert main(["--image", image, "--all-tags", "--docker", "/nonexistent/docker"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines() == [
+        f"warning: the docker program '/nonexistent/docker' was not found; {image} and the other tags of "
+        f"{host}/{name} were not removed from the local Docker engine",
+        f"warning: {host} answered 500 to HEAD {name}:broken; its manifest was not deleted there",
+        f"unchanged: {name}:gone is not in {host}",
+        f"changed: deleted {name}@{_digest('0')} from {host} (tag main)",
+        f"changed: deleted {name}@{_digest('1')} from {host} (tags a, b)",
+        f"changed: deleted {name}@{_digest('2')} from {host} (tag c)",
+    ]
+    assert [path for method, path, _ in requests if method == "GET"] == [
+        f"/v2/{name}/tags/list",
+        f"/v2/{name}/tags/list?last=a&n=2",
+        f"/v2/{name}/tags/list?last=gone&n=2",
+    ]
+    heads = [(path.rsplit("/", 1)[1], accept) for method, path, accept in requests if method == "HEAD"]
+    assert heads == [(tag, image_cleanup.MANIFEST_TYPES) for tag in ("main", "a", "b", "broken", "c", "gone")]
+    deletes = [path for method, path, _ in requests if method == "DELETE"]
+    assert deletes == [f"/v2/{name}/manifests/{_digest(char)}" for char in "012"]  # each manifest once
+
+
+@pytest.mark.parametrize("link", ["elsewhere", "loop", "none left"])
+def test_all_tags_stops_at_a_link_elsewhere_or_in_a_loop(
+    link: str, loopback_only: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "aim-engine"
+    next_page = {
+        "elsewhere": f"<http://registry.example.com/v2/{name}/tags/list?last=a>; rel=next",
+        "loop": f"</v2/{name}/tags/list?last=a>; rel=next",
+        "none left": None,
+    }[link]
+    pages: dict[str, tuple[list[str] | None, str | None]] = {
+        "": (["a", "main"] if link != "none left" else None, next_page),
+        "last=a": (["a"], next_page),  # the loop: this page links to itself
+    }
+    with fake_registry(name, pages, {"main": _digest("0"), "a": _digest("1")}) as (host, requests):
+        assert main(["--image", f"{host}/{name}:main", "--all-tags", "--docker", "/nonexistent/docker"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()[1:]  # after the local engine's warning
+    assert err == ""
+    if link == "elsewhere":
+        assert lines[0] == (
+            f"warning: {host} linked the next page of the {name} tags list to another place "
+            f"(http://registry.example.com/v2/{name}/tags/list?last=a); the tags there stay"
+        )
+    elif link == "loop":
+        assert lines[0] == (
+            f"warning: {host} linked the {name} tags list in a loop (http://{host}/v2/{name}/tags/list?last=a); "
+            "the tags after it stay there"
+        )
+    if link == "none left":  # "tags": null, as distribution answers once every manifest is deleted
+        assert lines == [
+            f"unchanged: no other tags of {name} in {host}",
+            f"changed: deleted {name}@{_digest('0')} from {host} (tag main)",
+        ]
+    else:
+        assert lines[1:] == [
+            f"changed: deleted {name}@{_digest('0')} from {host} (tag main)",
+            f"changed: deleted {name}@{_digest('1')} from {host} (tag a)",
+        ]
+    assert len([method for method, _, _ in requests if method == "GET"]) == {"elsewhere": 1, "loop": 2}.get(link, 1)
+    assert loopback_only == []
+
+
+def test_all_tags_removes_every_tag_of_the_repository_and_nothing_else(
+    docker: str, images: list[str], tmp_path: Path
+) -> None:
+    """Three builds of `localhost:PORT/aim-engine`, and another repository holding the same image as one of them."""
+    with serve_registry(tmp_path / "registry", delete=True) as address:
+        host = address.replace("127.0.0.1", "localhost")
+        name, other_name = "aim-engine", "aim-engine/other"
+        tags_ = sorted(unique("t") for _ in range(3))
+        references = [f"{host}/{name}:{tag}" for tag in tags_]
+        other_tag = unique("keep")
+        other = f"{host}/{other_name}:{other_tag}"
+        images += [*references, other]
+        for reference in references:
+            tiny_image(docker, reference)
+        run(docker, "tag", references[0], other)
+        digests = [push(docker, reference) for reference in references]
+        other_digest = push(docker, other)
+        assert other_digest == digests[0] and len(set(digests)) == 3
+        other_id = local_id(docker, other)
+
+        image = references[1]
+        result = cleanup(docker, "--image", image, "--all-tags")
+        assert lines_of(result) == [
+            f"changed: removed {references[1]} from the local Docker engine",
+            f"changed: removed {references[0]} from the local Docker engine",
+            f"changed: removed {references[2]} from the local Docker engine",
+            f"changed: deleted {name}@{digests[1]} from {host} (tag {tags_[1]})",
+            f"changed: deleted {name}@{digests[0]} from {host} (tag {tags_[0]})",
+            f"changed: deleted {name}@{digests[2]} from {host} (tag {tags_[2]})",
+        ]
+        for reference, digest in zip(references, digests, strict=True):
+            assert local_id(docker, reference) is None and local_id(docker, f"{host}/{name}@{digest}") is None
+            assert manifest_status(address, name, digest) == 404
+        assert tags(address, name) == []
+        # The other repository: its tag and digest reference locally, its manifest and tag in the registry.
+        assert local_id(docker, other) == other_id and local_id(docker, f"{host}/{other_name}@{other_digest}")
+        assert manifest_status(address, other_name, other_digest) == 200
+        assert tags(address, other_name) == [other_tag]
+
+        again = cleanup(docker, "--image", image, "--all-tags")
+        assert lines_of(again) == [
+            f"unchanged: {image} is not in the local Docker engine",
+            f"unchanged: no other tags of {host}/{name} in the local Docker engine",
+            f"unchanged: {name}:{tags_[1]} is not in {host}",
+            f"unchanged: no other tags of {name} in {host}",  # distribution lists "tags": null once all are deleted
+        ]
+        never = f"{host}/{PREFIX}/never-pushed:{unique('t')}"
+        unknown = cleanup(docker, "--image", never, "--all-tags")
+        assert lines_of(unknown) == [
+            f"unchanged: {never} is not in the local Docker engine",
+            f"unchanged: no other tags of {never.rsplit(':', 1)[0]} in the local Docker engine",
+            f"unchanged: {PREFIX}/never-pushed:{never.rsplit(':', 1)[1]} is not in {host}",
+            f"unchanged: repository {PREFIX}/never-pushed is not in {host}, so it has no other tags to delete there",
+        ]
+        assert local_id(docker, other) == other_id and manifest_status(address, other_name, other_digest) == 200
+
+
+def test_all_tags_deletes_a_manifest_shared_by_two_tags_once(
+    docker: str,
+    images: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with serve_registry(tmp_path / "registry", delete=True) as host:
+        name = f"{PREFIX}/shared"
+        first, second, third = (f"{letter}-{unique('t')}" for letter in "abc")
+        shared, twin, own = (f"{host}/{name}:{tag}" for tag in (first, second, third))
+        images += [shared, twin, own]
+        tiny_image(docker, shared)
+        run(docker, "tag", shared, twin)
+        tiny_image(docker, own)
+        shared_digest, twin_digest, own_digest = (push(docker, reference) for reference in (shared, twin, own))
+        assert shared_digest == twin_digest != own_digest
+
+        requests: list[tuple[str, str]] = []
+        real_request = image_cleanup._request
+
+        def recording(method: str, url: str, **kwargs: object) -> tuple[int, dict[str, str], str]:
+            requests.append((method, url))
+            return real_request(method, url, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(image_cleanup, "_request", recording)
+        assert main(["--docker", docker, "--image", shared, "--all-tags"]) == 0
+        out, err = capsys.readouterr()
+        assert err == ""
+        assert out.splitlines() == [
+            f"changed: removed {shared} from the local Docker engine",
+            f"changed: removed {twin} from the local Docker engine",
+            f"changed: removed {own} from the local Docker engine",
+            f"changed: deleted {name}@{shared_digest} from {host} (tags {first}, {second})",
+            f"changed: deleted {name}@{own_digest} from {host} (tag {third})",
+        ]
+        base = f"http://{host}/v2/{name}"
+        assert requests == [
+            ("HEAD", f"{base}/manifests/{first}"),
+            ("GET", f"{base}/tags/list"),
+            ("HEAD", f"{base}/manifests/{second}"),
+            ("HEAD", f"{base}/manifests/{third}"),
+            ("DELETE", f"{base}/manifests/{shared_digest}"),  # once for both tags
+            ("DELETE", f"{base}/manifests/{own_digest}"),
+        ]
+        assert tags(host, name) == [] and manifest_status(host, name, shared_digest) == 404
+        assert all(local_id(docker, reference) is None for reference in (shared, twin, own))
+
+
+def test_all_tags_keeps_an_image_in_use_and_removes_the_others(
+    docker: str, images: list[str], containers: list[str], tmp_path: Path
+) -> None:
+    with serve_registry(tmp_path / "registry", delete=True) as host:
+        name = f"{PREFIX}/in-use"
+        tags_ = [f"{letter}-{unique('t')}" for letter in "abc"]
+        first, used, last = references = [f"{host}/{name}:{tag}" for tag in tags_]
+        images += references
+        for reference in references:
+            tiny_image(docker, reference)
+        digests = [push(docker, reference) for reference in references]
+        used_id = local_id(docker, used)
+        container = unique(PREFIX)
+        containers.append(container)
+        run(docker, "create", "--network=none", "--name", container, used, "/nothing")
+        container_id = run(docker, "container", "inspect", "--format", "{{.Id}}", container).stdout.strip()
+
+        result = cleanup(docker, "--image", first, "--all-tags")
+        assert lines_of(result) == [
+            f"changed: removed {first} from the local Docker engine",
+            f"warning: {used} is used by container {container} ({container_id[:12]}), so Docker keeps it (not "
+            f"forced): remove the container (docker rm {container}), then docker image rm {used}",
+            f"changed: removed {last} from the local Docker engine",
+            *(
+                f"changed: deleted {name}@{digest} from {host} (tag {tag})"
+                for digest, tag in zip(digests, tags_, strict=True)
+            ),
+        ]
+        assert local_id(docker, used) == used_id and local_id(docker, f"{host}/{name}@{digests[1]}") == used_id
+        assert local_id(docker, first) is None and local_id(docker, last) is None
+        assert run(docker, "container", "inspect", "--format", "{{.State.Status}}", container).stdout.strip() == (
+            "created"
+        )
+        assert tags(host, name) == []
+
+
+def test_all_tags_on_a_remote_registry_only_affects_the_local_engine(
+    docker: str,
+    images: list[str],
+    loopback_only: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    requests: list[str] = []
+    monkeypatch.setattr(image_cleanup, "_request", lambda method, url, **_: requests.append(f"{method} {url}"))
+    repository = f"registry.example.com/aim/{PREFIX}-{unique('r')}"
+    builds = [f"{repository}:{tag}" for tag in sorted(unique("t") for _ in range(2))]
+    sibling = f"{repository}-x:{unique('t')}"  # a name REPO is a prefix of: another repository
+    hub = f"{PREFIX}-{unique('hub')}"  # Docker Hub, given in full: docker.io/library/NAME
+    hub_builds = [f"{hub}:1", f"{hub}:2"]
+    images += [*builds, sibling, *hub_builds]
+    for reference in (*builds, sibling, *hub_builds):
+        tiny_image(docker, reference)
+    sibling_id = local_id(docker, sibling)
+
+    assert main(["--docker", docker, "--image", builds[1], "--all-tags"]) == 0
+    assert main(["--docker", docker, "--image", f"docker.io/library/{hub}:1", "--all-tags"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    note = "is not the stack's local registry (localhost:PORT or 127.0.0.1:PORT): remote registries are left alone"
+    assert out.splitlines() == [
+        f"changed: removed {builds[1]} from the local Docker engine",
+        f"changed: removed {builds[0]} from the local Docker engine",
+        f"note: registry.example.com {note}, so {builds[1]} stays there",
+        f"changed: removed docker.io/library/{hub}:1 from the local Docker engine",
+        f"changed: removed {hub}:2 from the local Docker engine",
+        f"note: docker.io {note}, so docker.io/library/{hub}:1 stays there",
+    ]
+    assert local_id(docker, sibling) == sibling_id
+    assert requests == [] and loopback_only == []
+
+
+def test_all_tags_with_deletes_disabled_warns_once(docker: str, images: list[str], tmp_path: Path) -> None:
+    with serve_registry(tmp_path / "registry", delete=False) as host:
+        name = f"{PREFIX}/nodelete-all"
+        references = [f"{host}/{name}:{tag}" for tag in sorted(unique("t") for _ in range(3))]
+        images += references
+        for reference in references:
+            tiny_image(docker, reference)
+        digests = [push(docker, reference) for reference in references]
+
+        result = cleanup(docker, "--image", references[0], "--all-tags", "--registry-container", "must-not-be-used")
+        assert lines_of(result) == [
+            *(f"changed: removed {reference} from the local Docker engine" for reference in references),
+            f"warning: deletes are disabled on {host} (405: run it with REGISTRY_STORAGE_DELETE_ENABLED=true); the "
+            f"manifest {name}@{digests[0]} stays, and so do 2 other manifests of {name}",
+        ]
+        assert all(manifest_status(host, name, digest) == 200 for digest in digests)
+
+
+def test_all_tags_garbage_collects_once_after_all_deletes(
+    docker: str, images: list[str], registry_container: tuple[str, str, Path]
+) -> None:
+    container, host, data = registry_container
+    name, keep_name = f"{PREFIX}/gc-all", f"{PREFIX}/gc-keep"
+    keep = f"{host}/{keep_name}:{unique('keep')}"
+    builds = [f"{host}/{name}:{tag}" for tag in sorted(unique("t") for _ in range(2))]
+    images += [keep, *builds]
+    for reference in (keep, *builds):
+        tiny_image(docker, reference)
+    keep_digest = push(docker, keep)
+    before = blob_files(data)
+    digests = [push(docker, reference) for reference in builds]
+    assert len(blob_files(data) - before) == 6  # a layer, a config and a manifest each
+
+    result = cleanup(docker, "--image", builds[0], "--all-tags", "--registry-container", container)
+    assert lines_of(result) == [
+        *(f"changed: removed {reference} from the local Docker engine" for reference in builds),
+        *(
+            f"changed: deleted {name}@{digest} from {host} (tag {reference.rsplit(':', 1)[1]})"
+            for digest, reference in zip(digests, builds, strict=True)
+        ),
+        f"changed: garbage-collected {container} (6 blobs freed)",
+    ]
+    assert blob_files(data) == before
+    assert manifest_status(host, keep_name, keep_digest) == 200 and local_id(docker, keep)

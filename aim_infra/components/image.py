@@ -39,6 +39,8 @@ class AimImageArgs:
     remove_on_destroy: bool = False
     #: The local registry's container, garbage-collected after the image's manifest is deleted from it.
     registry_container: pulumi.Input[str] | None = None
+    #: The repository is the stack's own (in its local registry): remove earlier builds' tags of it too.
+    owns_repository: bool = False
 
 
 class AimImage(pulumi.ComponentResource):
@@ -76,6 +78,7 @@ class AimImage(pulumi.ComponentResource):
                     "--digest",
                     str(values[0]).rsplit("@", 1)[-1],
                     *(["--registry-container", str(values[1])] if values[1] else []),
+                    *(["--all-tags"] if args.owns_repository else []),
                 )
             )
             command.local.Command(

@@ -149,6 +149,7 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
         assert argv[argv.index("--image") + 1] == repository
         assert f"@{argv[argv.index('--digest') + 1]}" in digest  # the digest the engine runs
         assert argv[argv.index("--registry-container") + 1] == "aim-registry"
+        assert "--all-tags" in argv  # the stack's own repository: earlier builds go too
         cleanup = step(result, "aim-image-cleanup")
         # Runs before the registry container goes away on destroy (dependents are deleted first).
         assert {"aim-registry", "aim-image"} <= dependency_names(result, cleanup)
@@ -169,6 +170,12 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
     others = [r for r in result.resources if r.type.startswith("kubernetes:") and r.custom]
     kept = {r.name for r in others if r.options["retain_on_delete"]}
     assert kept == (set() if removes_everything else {"aim-engine-model-cache", "aim-engine-namespace"})
+
+
+def test_image_cleanup_of_a_shared_repository_removes_only_the_current_build() -> None:
+    result = run_stack("dev", {**KUBEADM, "aim:cleanup": "images", "aim:image": "localhost:5000/team/aim-engine"})
+    assert result.error is None, result.error
+    assert "--all-tags" not in step(result, "aim-image-cleanup").inputs["delete"]
 
 
 def test_cleanup_without_bootstrap_never_touches_the_host() -> None:
