@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from aim_infra.components.addons import ClusterAddons, ClusterAddonsArgs
+from aim_infra.components.addons import LOCAL_PATH_DATA_DIR, ClusterAddons, ClusterAddonsArgs
 from aim_infra.components.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from aim_infra.components.engine import API_PORT, AimEngine, AimEngineArgs, decision_hash, startup_budget_seconds
 from aim_infra.components.gpu_gate import GpuGate, GpuGateArgs
@@ -44,6 +44,7 @@ cluster = (
             registry_port=s.registry_port if pushes_to_local_registry else None,
             reset_on_destroy=s.cleanup == "all",
             remove_mirror_on_destroy=s.cleanup in ("registry", "all"),
+            local_path_dir=LOCAL_PATH_DATA_DIR if s.local_path else None,
         ),
     )
     if s.cluster_bootstrap == "kubeadm"

@@ -1746,6 +1746,46 @@ def test_kubeadm_reset_tears_down_once(sb: Sandbox) -> None:
     assert sb.tree() == before and sb.calls() == []
 
 
+def test_kubeadm_reset_removes_only_local_path_volumes(sb: Sandbox) -> None:
+    data = sb.root / "opt" / "local-path-provisioner"
+    cache = data / "pvc-6f1c_aim_aim-engine-model-cache"
+    (cache / "models--Qwen").mkdir(parents=True)
+    (cache / "models--Qwen" / "model.safetensors").write_text("weights")
+    (data / "pvc-0a2b_team_scratch").mkdir()
+    (data / "notes.txt").write_text("not a volume")
+    (data / "pvc-looks-like-a-volume.txt").write_text("a file, not a volume directory")
+    kc = sb.kubeconfig
+    args = ("--kubeconfig", str(kc), "--local-path-dir", f"{data}/")
+
+    check = sb.run(KUBEADM_RESET, "--check", *args)
+    assert check.returncode == 3, check.stdout + check.stderr
+    assert lines(check.stdout) == [
+        f"would: remove the local-path volume {data / 'pvc-0a2b_team_scratch'}",
+        f"would: remove the local-path volume {cache}",
+    ]
+    assert cache.exists()
+    first = sb.run(KUBEADM_RESET, *args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert lines(first.stdout) == [
+        "unchanged: no kubeadm cluster on this host",
+        f"changed: removed the local-path volume {data / 'pvc-0a2b_team_scratch'}",
+        f"changed: removed the local-path volume {cache}",
+    ]
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "pvc-looks-like-a-volume.txt"]
+    again = sb.run(KUBEADM_RESET, "--check", *args)
+    assert again.returncode == 0 and lines(again.stdout) == ["kubeadm-reset: nothing to change"]
+
+
+@pytest.mark.parametrize("directory", ["/", "relative/dir", "/opt/../etc"])
+def test_kubeadm_reset_refuses_a_dangerous_local_path_dir(sb: Sandbox, directory: str) -> None:
+    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig), "--local-path-dir", directory)
+    assert result.returncode == 2 and result.stdout == ""
+    assert lines(result.stderr) == [
+        f"kubeadm-reset: --local-path-dir must be an absolute directory other than / (got '{directory.rstrip('/')}')"
+        " (usage: kubeadm-reset.sh [--check] --kubeconfig PATH [--local-path-dir DIR])"
+    ]
+
+
 def test_kubeadm_reset_never_flushes_iptables_or_touches_docker(sb: Sandbox) -> None:
     make_cluster(sb)
     calico_leftovers(sb)

@@ -23,6 +23,8 @@ class ClusterBootstrapArgs:
     reset_on_destroy: bool = False
     #: cleanup `registry` or `all`: `pulumi destroy` removes containerd's mirror entry for the registry.
     remove_mirror_on_destroy: bool = False
+    #: local-path-provisioner's data directory when the stack installs it: the reset removes the volumes left there.
+    local_path_dir: str | None = None
 
 
 class ClusterBootstrap(pulumi.ComponentResource):
@@ -83,7 +85,12 @@ class ClusterBootstrap(pulumi.ComponentResource):
             script(
                 "kubeadm-init.sh", "--pod-cidr", args.pod_cidr, "--kubeconfig", args.kubeconfig_path, "--single-node"
             ),
-            script("kubeadm-reset.sh", "--kubeconfig", args.kubeconfig_path)
+            script(
+                "kubeadm-reset.sh",
+                "--kubeconfig",
+                args.kubeconfig_path,
+                *(["--local-path-dir", args.local_path_dir] if args.local_path_dir else []),
+            )
             if args.reset_on_destroy
             else keep("the kubeadm cluster", "aim:cleanup all resets it"),
             [last],

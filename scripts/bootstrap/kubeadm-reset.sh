@@ -10,9 +10,12 @@
 #   - prints a "note: ..." line: iptables are never flushed (Docker's rules on this host stay intact), so kube-proxy's
 #     and Calico's rules remain until reboot, and how to remove them by hand.
 # Otherwise it prints "unchanged: no kubeadm cluster on this host".
-# Either way the --kubeconfig file (written by kubeadm-init.sh) is removed when it exists. Docker is never touched.
+# Either way the --kubeconfig file (written by kubeadm-init.sh) is removed when it exists, and with
+# --local-path-dir DIR the volumes local-path-provisioner left there (its `pvc-*` directories, such as the model
+# cache, whose PVC deletion raced the provisioner's own removal) are removed; nothing else in DIR is touched.
+# Docker is never touched.
 #
-# Usage: kubeadm-reset.sh [--check] --kubeconfig PATH
+# Usage: kubeadm-reset.sh [--check] --kubeconfig PATH [--local-path-dir DIR]
 #   --check  dry run: print one "would: ..." line per needed change, change nothing; exit 0 when nothing needs
 #            changing ("kubeadm-reset: nothing to change"), 3 when something would change.
 #   A real run prints one "changed: ..." line per change (or the "unchanged: ..." line) and the notes.
@@ -33,18 +36,25 @@ CALICO_PATHS=("$ETC/cni/net.d/10-calico.conflist" "$ETC/cni/net.d/calico-kubecon
 CALICO_LINKS=(vxlan.calico vxlan-v6.calico tunl0)
 
 usage() {
-  aim_die 2 "$1 (usage: kubeadm-reset.sh [--check] --kubeconfig PATH)"
+  aim_die 2 "$1 (usage: kubeadm-reset.sh [--check] --kubeconfig PATH [--local-path-dir DIR])"
 }
 
 ARGS=("$@")
 CHECK=0
 KUBECONFIG_PATH=""
 SEEN_KUBECONFIG=0
+LOCAL_PATH_DIR=""
 while (( $# )); do
   case "$1" in
     --check) CHECK=1; shift ;;
     -h|--help) aim_help; exit 0 ;;
     --kubeconfig=*) KUBECONFIG_PATH=${1#*=}; SEEN_KUBECONFIG=1; shift ;;
+    --local-path-dir=*) LOCAL_PATH_DIR=${1#*=}; shift ;;
+    --local-path-dir)
+      (( $# >= 2 )) || usage "--local-path-dir needs a value"
+      LOCAL_PATH_DIR=$2
+      shift 2
+      ;;
     --kubeconfig)
       (( $# >= 2 )) || usage "--kubeconfig needs a value"
       KUBECONFIG_PATH=$2
@@ -56,6 +66,11 @@ while (( $# )); do
 done
 (( SEEN_KUBECONFIG )) || usage "--kubeconfig is required"
 [[ -n "$KUBECONFIG_PATH" ]] || usage "--kubeconfig needs a non-empty PATH"
+if [[ -n "$LOCAL_PATH_DIR" ]]; then
+  LOCAL_PATH_DIR=${LOCAL_PATH_DIR%/}
+  [[ "$LOCAL_PATH_DIR" == /?* && "$LOCAL_PATH_DIR" != *..* ]] ||
+    usage "--local-path-dir must be an absolute directory other than / (got '$LOCAL_PATH_DIR')"
+fi
 aim_require_root "$CHECK" "${ARGS[@]}"
 
 PENDING=0
@@ -126,6 +141,18 @@ if [[ -e "$KUBECONFIG_PATH" || -L "$KUBECONFIG_PATH" ]]; then
     rm -f "$KUBECONFIG_PATH"
     changed "removed $KUBECONFIG_PATH"
   fi
+fi
+
+if [[ -n "$LOCAL_PATH_DIR" && -d "$LOCAL_PATH_DIR" ]]; then
+  shopt -s nullglob
+  volumes=("$LOCAL_PATH_DIR"/pvc-*)
+  shopt -u nullglob
+  for volume in "${volumes[@]}"; do
+    [[ -d "$volume" && ! -L "$volume" ]] || continue
+    step "remove the local-path volume $volume" && continue
+    rm -rf -- "$volume"
+    changed "removed the local-path volume $volume"
+  done
 fi
 
 if (( PENDING )); then

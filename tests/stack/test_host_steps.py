@@ -128,7 +128,17 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
 
     # the cluster itself and the host settings: only at `all`
     kubeconfig = str(Path.home() / ".kube" / "aim-dev.conf")
-    reset = shlex.join(["bash", "scripts/bootstrap/kubeadm-reset.sh", "--kubeconfig", kubeconfig])
+    # --local-path-dir: the model cache's volume directory, whatever the PVC deletion's race with the provisioner left
+    reset = shlex.join(
+        [
+            "bash",
+            "scripts/bootstrap/kubeadm-reset.sh",
+            "--kubeconfig",
+            kubeconfig,
+            "--local-path-dir",
+            "/opt/local-path-provisioner",
+        ]
+    )
     assert (deletes["cluster-kubeadm"] == reset) is removes_everything
     assert deletes["cluster-kubeadm"].startswith("echo 'kept: the kubeadm cluster") is not removes_everything
     undo = "bash scripts/bootstrap/host-preflight.sh --undo"
