@@ -17,7 +17,7 @@ from aim_infra.components.network_policy import EngineNetworkPolicy, EngineNetwo
 from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
 from aim_infra.components.smoke_test import SmokeTest, SmokeTestArgs
 from aim_infra.decide import alert_thresholds, decide, replica_count
-from aim_infra.outputs import decision_log_lines, endpoint_url, verification_commands
+from aim_infra.outputs import decision_log_lines, endpoint_url, lifecycle_log_lines, verification_commands
 from aim_infra.recipes.errors import AimError
 from aim_infra.recipes.explain import explain_decision
 from aim_infra.settings import read_stack_config
@@ -31,7 +31,7 @@ try:  # every input problem stops here, before any resource, as one line (RunErr
     replicas = replica_count(s, decision)
 except AimError as error:
     raise pulumi.RunError(str(error)) from None
-for line in decision_log_lines(decision, replicas):
+for line in [*decision_log_lines(decision, replicas), *lifecycle_log_lines(stack)]:
     pulumi.log.info(line)
 
 pushes_to_local_registry = s.build_image and s.registry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from .recipes.selection import Decision
+from .settings import StackConfig
 
 NODE_IP_COMMAND = (
     "export NODE_IP=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type==\"InternalIP\")].address}')"
@@ -30,6 +31,34 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
     rejected = [c for c in decision.candidates if c.status == "rejected"][:3]
     lines += [f"AIM rejected {c.recipe_id}: {c.reason}" for c in rejected]
     lines += [f"AIM note: {note}" for note in decision.notes]
+    return lines
+
+
+def lifecycle_log_lines(stack: StackConfig) -> list[str]:
+    """What `pulumi up` does on this host before the cluster, and what `pulumi destroy` will remove or keep."""
+    s = stack.settings
+    lines = []
+    if s.cluster_bootstrap == "kubeadm":
+        mirror = f" → containerd mirror for localhost:{s.registry_port}" if s.build_image and s.registry else ""
+        lines.append(
+            f"AIM bootstrap: this host becomes a single-node kubeadm cluster: host preflight → containerd{mirror} → "
+            f"kubeadm init (pod CIDR {s.pod_cidr}) → kubeconfig {stack.kubeconfig_path}"
+        )
+    built, registry, kubeadm = s.build_image, s.build_image and s.registry, s.cluster_bootstrap == "kubeadm"
+    parts = [
+        ("the model cache", True, not s.keeps_model_cache),
+        ("the built AIM image", built, s.removes_built_images),
+        ("the registry's data", registry, not s.keeps_registry_data),
+        ("the cluster (kubeadm reset)", kubeadm, s.cleanup == "all"),
+    ]
+    removed = ["the stack's Kubernetes objects", *(what for what, present, goes in parts if present and goes)]
+    kept = [what.split(" (")[0] for what, present, goes in parts if present and not goes]
+    lines.append(
+        f"AIM cleanup {s.cleanup}: pulumi destroy removes {', '.join(removed)}"
+        + (f"; keeps {', '.join(kept)}" if kept else "")
+    )
+    if s.smoke_test:
+        lines.append("AIM smoke test: after the rollout, /health, /v1/models and one chat completion (port-forward)")
     return lines
 
 

@@ -296,3 +296,35 @@ def test_plan_shows_the_host_steps_in_order() -> None:
     assert numbered[:4] == BOOTSTRAP and numbered[-1] == "smoke-test-check"
     assert "destroy: bash scripts/bootstrap/kubeadm-reset.sh --kubeconfig" in section
     assert "re-runs when any of these change:" in section
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# what preview says about the host steps and the cleanup, before anything runs
+
+
+def info(result: PlanResult, prefix: str) -> list[str]:
+    return [m for level, m in result.logs if level == "info" and m.startswith(prefix)]
+
+
+def test_preview_says_what_the_bootstrap_does_and_what_destroy_keeps(kubeadm: PlanResult) -> None:
+    kubeconfig = Path.home() / ".kube" / "aim-dev.conf"
+    assert info(kubeadm, "AIM bootstrap:") == [
+        "AIM bootstrap: this host becomes a single-node kubeadm cluster: host preflight → containerd → containerd "
+        f"mirror for localhost:5000 → kubeadm init (pod CIDR 192.168.0.0/16) → kubeconfig {kubeconfig}"
+    ]
+    assert info(kubeadm, "AIM cleanup") == [
+        "AIM cleanup resources: pulumi destroy removes the stack's Kubernetes objects; keeps the model cache, "
+        "the built AIM image, the registry's data, the cluster"
+    ]
+    assert len(info(kubeadm, "AIM smoke test:")) == 1
+    everything = run_stack("dev", {**KUBEADM, "aim:cleanup": "all"})
+    assert info(everything, "AIM cleanup") == [
+        "AIM cleanup all: pulumi destroy removes the stack's Kubernetes objects, the model cache, the built AIM "
+        "image, the registry's data, the cluster (kubeadm reset)"
+    ]
+    # An existing cluster and an image built elsewhere: nothing about a bootstrap, an image or a registry.
+    prod = run_stack("prod", {"aim:smokeTest": "false"})
+    assert info(prod, "AIM bootstrap:") == [] and info(prod, "AIM smoke test:") == []
+    assert info(prod, "AIM cleanup") == [
+        "AIM cleanup resources: pulumi destroy removes the stack's Kubernetes objects; keeps the model cache"
+    ]
