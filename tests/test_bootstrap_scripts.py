@@ -1376,10 +1376,10 @@ def test_containerd_config_keeps_other_config_path_entries(sb: Sandbox, line: st
     [
         ('version = 4\n[plugins."io.containerd.grpc.v1.cri".registry]\n', "config version 4"),
         ('version = "2"\n', 'config version "2"'),
-        ('disabled_plugins = ["cri"]\n\n#root = "/var/lib/containerd"\n', "no top-level version line"),
+        ('disabled_plugins = ["cri"]\n[grpc]\n  address = "/run/x.sock"\n', "no top-level version line"),
         ("[plugins]\nversion = 2\n", "no top-level version line"),
     ],
-    ids=["version-4", "quoted-version", "containerd.io-stub", "version-in-a-table"],
+    ids=["version-4", "quoted-version", "no-version-with-tables", "version-in-a-table"],
 )
 def test_containerd_config_refuses_an_unknown_version(sb: Sandbox, text: str, needle: str) -> None:
     write_config(sb, text)
@@ -1389,6 +1389,39 @@ def test_containerd_config_refuses_an_unknown_version(sb: Sandbox, text: str, ne
         assert_one_error_line(result, CONTAINERD_CONFIG, 1, needle)
         assert result.stdout == ""
     assert sb.tree() == before and sb.calls() == []
+
+
+DOCKER_STUB = """#   Copyright 2018-2022 Docker Inc.
+
+#   Licensed under the Apache License, Version 2.0 (the "License");
+
+disabled_plugins = ["cri"]
+
+#root = "/var/lib/containerd"
+#state = "/run/containerd"
+"""
+
+
+def test_containerd_config_replaces_the_containerd_io_stub_keeping_a_backup(sb: Sandbox) -> None:
+    (sb.state / "containerd-default.toml").write_text(CONTAINERD_17_DEFAULT)
+    config = write_config(sb, DOCKER_STUB)
+    backup = config.parent / "config.toml.aim-backup"
+    replaced = f"{config}, the containerd.io stub that disables CRI, with containerd config default"
+
+    check = sb.run(CONTAINERD_CONFIG, "--check")
+    assert check.returncode == 3, check.stdout + check.stderr
+    assert lines(check.stdout)[:2] == [f"would: back up {config} to {backup}", f"would: replace {replaced}"]
+    assert config.read_text() == DOCKER_STUB
+
+    first = sb.run(CONTAINERD_CONFIG)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert lines(first.stdout)[:2] == [f"changed: backed up {config} to {backup}", f"changed: replaced {replaced}"]
+    assert lines(first.stdout)[-1] == "changed: restarted containerd"
+    assert backup.read_text() == DOCKER_STUB
+    assert v2_keys(config.read_text()) == (True, "/etc/containerd/certs.d")
+    assert "disabled_plugins = []" in config.read_text()
+    second = sb.run(CONTAINERD_CONFIG, "--check")
+    assert second.returncode == 0 and lines(second.stdout) == ["containerd-config: nothing to change"]
 
 
 def test_containerd_config_refuses_config_path_beside_registry_mirrors(sb: Sandbox) -> None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # containerd-config.sh: make containerd's configuration fit for kubeadm, idempotently.
 #
-# Ensures /etc/containerd/config.toml exists (written from `containerd config default` when missing) and that
+# Ensures /etc/containerd/config.toml exists (written from `containerd config default` when missing, or when it is the
+# stub Docker's containerd.io package ships, whose `disabled_plugins = ["cri"]` switches off what the kubelet needs;
+# Docker itself does not need that line) and that
 #   - the runc runtime uses the systemd cgroup driver (SystemdCgroup = true), as the kubelet does under kubeadm;
 #   - the CRI registry config_path includes /etc/containerd/certs.d, so the hosts.toml files written there by
 #     containerd-registry-mirror.sh are read (an empty config_path becomes "/etc/containerd/certs.d", another one
@@ -58,15 +60,30 @@ NEW=$WORK/config.toml
 EDITS=()
 
 # --- the starting point: the file, or containerd's defaults -------------------------------------------------------
-EXISTED=0
-if [[ -f "$CONFIG" ]]; then
-  EXISTED=1
-  cp "$CONFIG" "$NEW"
-else
+# is_docker_stub FILE: the config.toml Docker's containerd.io package ships: only comments and
+# `disabled_plugins = ["cri"]`, which switches off the CRI plugin the kubelet talks to.
+is_docker_stub() {
+  grep -Eq '^[[:space:]]*disabled_plugins[[:space:]]*=[[:space:]]*\[[[:space:]]*"cri"[[:space:]]*\]' "$1" &&
+    ! grep -Evq '^[[:space:]]*(#.*)?$|^[[:space:]]*disabled_plugins[[:space:]]*=' "$1"
+}
+
+generate_default() {
   aim_need_cmd containerd "install containerd (distribution package) first"
   if ! containerd config default >"$NEW" 2>"$WORK/stderr"; then
     aim_die 1 "\`containerd config default\` failed ($(head -n 1 "$WORK/stderr")): check the containerd installation"
   fi
+}
+
+EXISTED=0
+if [[ -f "$CONFIG" ]] && is_docker_stub "$CONFIG"; then
+  EXISTED=1  # so it is backed up before it is replaced
+  generate_default
+  EDITS+=("replace $CONFIG, the containerd.io stub that disables CRI, with containerd config default")
+elif [[ -f "$CONFIG" ]]; then
+  EXISTED=1
+  cp "$CONFIG" "$NEW"
+else
+  generate_default
   EDITS+=("generate $CONFIG (containerd config default)")
 fi
 
@@ -198,7 +215,8 @@ fi
 mv -f "$TMP" "$CONFIG"
 TMP=""
 for edit in "${EDITS[@]}"; do
-  echo "changed: ${edit/#generate/generated}"
+  edit=${edit/#generate/generated}
+  echo "changed: ${edit/#replace/replaced}"
 done
 if ! systemctl restart containerd >&2; then
   previous=""
