@@ -11,13 +11,12 @@ shows instead and which command explains it. A progress line is printed when wha
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
+from .one_line_args import OneLineParser, UsageError
 from .recipes.errors import AimError
 
 PREFIX = "aim gpu-ready:"
@@ -35,15 +34,6 @@ class NodeView:
     def describe(self) -> str:
         kind = self.gpu or "unlabelled"
         return f"{self.name}: {self.allocatable} x {kind}"
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
 
 
 def node_views(nodes: Sequence[object]) -> list[NodeView]:
@@ -105,7 +95,7 @@ def wait(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m aim_infra.gpu_ready", add_help=True)
+    parser = OneLineParser(prog="python -m aim_infra.gpu_ready", add_help=True)
     parser.add_argument("--gpu", required=True, help="GPU type the recipe was chosen for, e.g. MI300X")
     parser.add_argument("--count", required=True, type=int, help="GPUs one replica needs on one node")
     parser.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
@@ -114,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.count < 1 or args.timeout < 0 or args.interval <= 0:
-            raise _UsageError("--count must be ≥ 1, --timeout ≥ 0 and --interval > 0")
-    except _UsageError as error:
+            raise UsageError("--count must be ≥ 1, --timeout ≥ 0 and --interval > 0")
+    except UsageError as error:
         print(f"{PREFIX} {error}", file=sys.stderr)
         return 2
 

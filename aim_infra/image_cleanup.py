@@ -32,12 +32,10 @@ Stdlib only. Never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import math
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -45,7 +43,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+
+from .one_line_args import OneLineParser, UsageError
+from .transport import describe_transport_error
 
 PREFIX = "aim image cleanup:"
 USAGE = (
@@ -80,15 +80,6 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _NAME_MAX = 255
-
-
-class _UsageError(Exception):
-    """Bad command-line arguments (argparse would print usage over several lines)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,7 @@ class Settings:
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
-    parser = _Parser(prog="python -m aim_infra.image_cleanup", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m aim_infra.image_cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, help="the built image, REPO:TAG (e.g. localhost:5000/aim-engine:TAG)")
     parser.add_argument("--digest", help="its manifest digest, sha256:<64 hex> (default: asked from the registry)")
     parser.add_argument(
@@ -192,14 +183,14 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         ref = parse_image(args.image)
         digest = None if args.digest is None else check_digest(args.digest)
     except ValueError as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     container = args.registry_container
     if container is not None and not _CONTAINER_NAME.fullmatch(container):
-        raise _UsageError(f"--registry-container {container!r} is not a container name or id")
+        raise UsageError(f"--registry-container {container!r} is not a container name or id")
     if not args.docker:
-        raise _UsageError("--docker is empty: expected the docker program, e.g. docker")
+        raise UsageError("--docker is empty: expected the docker program, e.g. docker")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise _UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
+        raise UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
     return Settings(ref, digest, container, args.docker, args.timeout, all_tags=args.all_tags)
 
 
@@ -376,18 +367,6 @@ class Unreachable(Exception):
     """No HTTP status came back: connection refused, reset, time-out."""
 
 
-def _describe(error: BaseException) -> str:
-    reason: object = error.reason if isinstance(error, urllib.error.URLError) else error
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(reason, ConnectionResetError | http.client.RemoteDisconnected):
-        return "connection closed"
-    text = str(getattr(reason, "strerror", None) or reason).strip()
-    return text or type(reason).__name__
-
-
 def _request(
     method: str, url: str, *, timeout: float, accept: str | None = None, limit: int = 4096
 ) -> tuple[int, dict[str, str], str]:
@@ -413,7 +392,7 @@ def _request(
                 body = b""
             return error.code, {k.lower(): v for k, v in error.headers.items()}, body.decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise Unreachable(_describe(error)) from error
+        raise Unreachable(describe_transport_error(error)) from error
 
 
 def _base_url(host: str) -> str:
@@ -636,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = parse_args(argv)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
-    except _UsageError as error:
+    except UsageError as error:
         print(f"{PREFIX} {' '.join(str(error).split())} (usage: {USAGE})", file=sys.stderr)
         return 2
     try:

@@ -23,7 +23,6 @@ that says what failed and the likely fix. Never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import dataclasses
@@ -33,7 +32,6 @@ import os
 import queue
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -43,7 +41,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
+
+from .one_line_args import OneLineParser, UsageError
+from .transport import describe_transport_error
 
 PREFIX = "aim smoke:"
 DEFAULT_TIMEOUT = 900.0
@@ -60,15 +61,6 @@ FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 
 class SmokeFailure(Exception):
     """A failed check: its message is the one line printed after `aim smoke:`."""
-
-
-class _UsageError(Exception):
-    """Bad command-line arguments (argparse would print usage over several lines)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
 
 
 @dataclass(frozen=True)
@@ -113,7 +105,7 @@ class Settings:
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
-    parser = _Parser(prog="python -m aim_infra.smoke", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m aim_infra.smoke", description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--endpoint", help="base URL of the engine, e.g. http://10.0.0.5:30080")
     where.add_argument(
@@ -136,27 +128,27 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     args = parser.parse_args(argv)
     if args.api_key_secret and not re.fullmatch(r"[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+", args.api_key_secret):
-        raise _UsageError(f"--api-key-secret {args.api_key_secret!r} is not allowed: expected SECRET:KEY")
+        raise UsageError(f"--api-key-secret {args.api_key_secret!r} is not allowed: expected SECRET:KEY")
     if not 1 <= args.service_port <= 65535:
-        raise _UsageError(f"--service-port {args.service_port} is not allowed: expected a port from 1 to 65535")
+        raise UsageError(f"--service-port {args.service_port} is not allowed: expected a port from 1 to 65535")
 
     endpoint = "http://127.0.0.1" if args.port_forward else args.endpoint.strip().rstrip("/")
     if endpoint.endswith("/v1"):
         endpoint = endpoint[: -len("/v1")]
     if "$" in endpoint:
-        raise _UsageError(
+        raise UsageError(
             f"--endpoint {endpoint!r} still holds a shell variable: run `pulumi stack output verify --json` and "
             "`export NODE_IP=...` (verify.nodeIp), then pass the endpoint unquoted so the shell expands it"
         )
     parts = urllib.parse.urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _UsageError(f"--endpoint {endpoint!r} is not an http(s) URL: expected e.g. http://10.0.0.5:30080")
+        raise UsageError(f"--endpoint {endpoint!r} is not an http(s) URL: expected e.g. http://10.0.0.5:30080")
     if not args.model.strip():
-        raise _UsageError("--model is empty: pass the model id the engine serves (aim:model)")
+        raise UsageError("--model is empty: pass the model id the engine serves (aim:model)")
     if not args.timeout > 0:
-        raise _UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
+        raise UsageError(f"--timeout {args.timeout:g} is not allowed: expected a positive number of seconds")
     if args.retries < 0:
-        raise _UsageError(f"--retries {args.retries} is not allowed: expected 0 or more")
+        raise UsageError(f"--retries {args.retries} is not allowed: expected 0 or more")
     return Settings(
         endpoint=endpoint,
         model=args.model.strip(),
@@ -257,21 +249,6 @@ def port_forward(settings: Settings) -> Iterator[str]:
                 process.wait()
 
 
-def _describe(error: BaseException) -> str:
-    """A short name for a transport error (`connection refused`, `timed out`, ...)."""
-    reason: Any = error.reason if isinstance(error, urllib.error.URLError) else error
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(reason, ConnectionResetError | http.client.RemoteDisconnected):
-        return "connection closed by the server"
-    if isinstance(reason, socket.gaierror):
-        return f"host name not resolved ({reason.strerror or reason})"
-    text = str(getattr(reason, "strerror", None) or reason).strip()
-    return text or type(reason).__name__
-
-
 def request(method: str, url: str, *, headers: dict[str, str], body: bytes | None, timeout: float) -> Reply:
     """One HTTP request: a Reply for any status (errors too), TransportError when no status came back."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
@@ -287,7 +264,7 @@ def request(method: str, url: str, *, headers: dict[str, str], body: bytes | Non
             data = b""
         return Reply(error.code, data, time.monotonic() - start)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise TransportError(_describe(error)) from error
+        raise TransportError(describe_transport_error(error)) from error
 
 
 def wait_healthy(settings: Settings) -> Reply:
@@ -449,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = run(settings)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
-    except _UsageError as error:
+    except UsageError as error:
         print(f"{PREFIX} {_one_line(str(error), secret)} (see python -m aim_infra.smoke --help)", file=sys.stderr)
         return 2
     except SmokeFailure as error:

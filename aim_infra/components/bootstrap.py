@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from .host import PROJECT_ROOT, environment, keep, script
+from .host import keep, local_command, script
 
 #: The taint `kubeadm init` puts on the control plane; a single node must run workloads, so it goes.
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
@@ -41,18 +41,12 @@ class ClusterBootstrap(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:ClusterBootstrap", name, None, opts)
-        env = environment()
 
         def step(
             suffix: str, create: str, delete: str, after: list[pulumi.Resource], secret_outputs: list[str] | None = None
         ) -> command.local.Command:
-            return command.local.Command(
-                f"{name}-{suffix}",
-                create=create,
-                delete=delete,
-                dir=str(PROJECT_ROOT),
-                environment=env,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after, additional_secret_outputs=secret_outputs),
+            return local_command(
+                f"{name}-{suffix}", self, create=create, delete=delete, depends_on=after, secret_outputs=secret_outputs
             )
 
         preflight = step(

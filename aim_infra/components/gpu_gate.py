@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from .host import PROJECT_ROOT, environment, python_module
+from .host import environment, local_command, python_module
 
 #: How long the device plugin may take to advertise amd.com/gpu on a node (image pull, driver checks).
 GPU_WAIT_SECONDS = 600
@@ -34,11 +34,11 @@ class GpuGate(pulumi.ComponentResource):
         arguments = ["--gpu", args.gpu, "--count", str(args.count), "--timeout", str(GPU_WAIT_SECONDS)]
         if args.kube_context:
             arguments += ["--context", args.kube_context]
-        self.check = command.local.Command(
+        self.check = local_command(
             f"{name}-check",
+            self,
             create=python_module("aim_infra.gpu_ready", *arguments),
-            dir=str(PROJECT_ROOT),
-            environment=environment(args.kubeconfig),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            env=environment(args.kubeconfig),
+            depends_on=args.depends_on,
         )
         self.register_outputs({"result": self.check.stdout})

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pulumi
+import pulumi_command as command
 
 #: The project checkout: commands run from here, so scripts are named by their path in the repository.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -37,3 +38,26 @@ def environment(kubeconfig: pulumi.Input[str] | None = None) -> dict[str, pulumi
     if kubeconfig is not None:
         env["KUBECONFIG"] = kubeconfig
     return env
+
+
+def local_command(
+    name: str,
+    parent: pulumi.Resource,
+    *,
+    create: pulumi.Input[str],
+    delete: pulumi.Input[str] | None = None,
+    env: dict[str, pulumi.Input[str]] | None = None,
+    depends_on: list[pulumi.Resource] | None = None,
+    triggers: list[pulumi.Input[str]] | None = None,
+    secret_outputs: list[str] | None = None,
+) -> command.local.Command:
+    """A `command.local.Command` run from the project checkout with our environment, as a component's child."""
+    return command.local.Command(
+        name,
+        create=create,
+        delete=delete,
+        dir=str(PROJECT_ROOT),
+        environment=env if env is not None else environment(),
+        triggers=triggers,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on, additional_secret_outputs=secret_outputs),
+    )

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
-import pulumi_command as command
 import pulumi_docker as docker
 
-from .host import PROJECT_ROOT, environment, python_module
+from .host import local_command, python_module
 
 #: What goes into the image: a change to any of these files gives a new tag (and a new digest).
 IMAGE_SOURCES = ("docker", "aim_infra", "recipes")
@@ -81,12 +80,11 @@ class AimImage(pulumi.ComponentResource):
                     *(["--all-tags"] if args.owns_repository else []),
                 )
             )
-            command.local.Command(
+            local_command(
                 f"{name}-cleanup",
+                self,
                 create=f"echo 'pulumi destroy will remove {tagged} (aim:cleanup)'",
                 delete=delete,
-                dir=str(PROJECT_ROOT),
-                environment=environment(),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image, *args.depends_on]),
+                depends_on=[self.image, *args.depends_on],
             )
         self.register_outputs({"reference": self.reference, "tag": tag})

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from .host import PROJECT_ROOT, environment, python_module
+from .host import environment, local_command, python_module
 
 #: The Deployment is ready when this runs, so /health should answer at once; this covers a pod that restarts.
 HEALTH_WAIT_SECONDS = 300
@@ -61,13 +61,13 @@ class SmokeTest(pulumi.ComponentResource):
             arguments += ["--context", args.kube_context]
         if args.api_key_secret:
             arguments += ["--api-key-secret", args.api_key_secret]
-        self.check = command.local.Command(
+        self.check = local_command(
             f"{name}-check",
+            self,
             create=python_module("aim_infra.smoke", *arguments),
-            dir=str(PROJECT_ROOT),
-            environment=environment(args.kubeconfig),
+            env=environment(args.kubeconfig),
+            depends_on=args.depends_on,
             # A replacement re-runs the check; there is nothing to undo, so no delete.
             triggers=[args.recipe_id, args.decision_hash, args.image],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.register_outputs({"result": self.check.stdout})
