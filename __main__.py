@@ -34,16 +34,15 @@ except AimError as error:
 for line in [*decision_log_lines(decision, replicas), *lifecycle_log_lines(stack)]:
     pulumi.log.info(line)
 
-pushes_to_local_registry = s.build_image and s.registry
 cluster = (
     ClusterBootstrap(
         "cluster",
         ClusterBootstrapArgs(
             pod_cidr=s.pod_cidr,
             kubeconfig_path=str(stack.kubeconfig_path),
-            registry_port=s.registry_port if pushes_to_local_registry else None,
-            reset_on_destroy=s.cleanup == "all",
-            remove_mirror_on_destroy=s.cleanup in ("registry", "all"),
+            registry_port=s.registry_port if s.pushes_to_local_registry else None,
+            reset_on_destroy=s.resets_cluster,
+            remove_mirror_on_destroy=not s.keeps_registry_data,
             local_path_dir=LOCAL_PATH_DATA_DIR if s.local_path else None,
         ),
     )
@@ -87,7 +86,7 @@ if s.build_image:
             [registry] if registry else [],
             remove_on_destroy=s.removes_built_images,
             registry_container=registry.container_name if registry else None,
-            owns_repository=s.registry and not s.image,
+            owns_repository=s.owns_image_repository,
         ),
         opts=docker_host,
     )

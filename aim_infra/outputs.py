@@ -39,17 +39,16 @@ def lifecycle_log_lines(stack: StackConfig) -> list[str]:
     s = stack.settings
     lines = []
     if s.cluster_bootstrap == "kubeadm":
-        mirror = f" → containerd mirror for localhost:{s.registry_port}" if s.build_image and s.registry else ""
+        mirror = f" → containerd mirror for localhost:{s.registry_port}" if s.pushes_to_local_registry else ""
         lines.append(
             f"AIM bootstrap: this host becomes a single-node kubeadm cluster: host preflight → containerd{mirror} → "
             f"kubeadm init (pod CIDR {s.pod_cidr}) → kubeconfig {stack.kubeconfig_path}"
         )
-    built, registry, kubeadm = s.build_image, s.build_image and s.registry, s.cluster_bootstrap == "kubeadm"
     parts = [
         ("the model cache", True, not s.keeps_model_cache),
-        ("the built AIM image", built, s.removes_built_images),
-        ("the registry's data", registry, not s.keeps_registry_data),
-        ("the cluster (kubeadm reset)", kubeadm, s.cleanup == "all"),
+        ("the built AIM image", s.build_image, s.removes_built_images),
+        ("the registry's data", s.pushes_to_local_registry, not s.keeps_registry_data),
+        ("the cluster (kubeadm reset)", s.cluster_bootstrap == "kubeadm", s.resets_cluster),
     ]
     removed = ["the stack's Kubernetes objects", *(what for what, present, goes in parts if present and goes)]
     kept = [what.split(" (")[0] for what, present, goes in parts if present and not goes]

@@ -352,6 +352,21 @@ class Settings(BaseModel):
         return self.cleanup != "resources"
 
     @property
+    def resets_cluster(self) -> bool:
+        """`pulumi destroy` resets a kubeadm cluster the stack made (cleanup all)."""
+        return self.cleanup == "all" and self.cluster_bootstrap == "kubeadm"
+
+    @property
+    def pushes_to_local_registry(self) -> bool:
+        """The stack builds the image and runs the local registry it is pushed to."""
+        return self.build_image and self.registry
+
+    @property
+    def owns_image_repository(self) -> bool:
+        """The image repository is the stack's own `localhost:<port>/aim-engine` (no aim:image given)."""
+        return self.registry and not self.image
+
+    @property
     def image_repository(self) -> str:
         """Where the built image is pushed: the local registry, or the configured repository."""
         return f"localhost:{self.registry_port}/aim-engine" if self.registry and not self.image else self.image

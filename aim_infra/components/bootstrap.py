@@ -9,9 +9,6 @@ import pulumi_command as command
 
 from .host import keep, local_command, script
 
-#: The taint `kubeadm init` puts on the control plane; a single node must run workloads, so it goes.
-CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
-
 
 @dataclass(frozen=True)
 class ClusterBootstrapArgs:

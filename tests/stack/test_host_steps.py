@@ -152,12 +152,12 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
     assert ("aim-image-cleanup" in deletes) is removes_images
     if removes_images:
         built = result.named("docker:index/image:Image", "aim-image")
-        repository, digest = built.inputs["imageName"], None
-        digest = json.dumps(result.named("kubernetes:apps/v1:Deployment", "aim-engine-deployment").inputs)
+        repository = built.inputs["imageName"]
+        deployment = json.dumps(result.named("kubernetes:apps/v1:Deployment", "aim-engine-deployment").inputs)
         argv = shlex.split(deletes["aim-image-cleanup"].replace('"$AIM_PYTHON"', "python"))
         assert argv[:3] == ["python", "-m", "aim_infra.image_cleanup"]
         assert argv[argv.index("--image") + 1] == repository
-        assert f"@{argv[argv.index('--digest') + 1]}" in digest  # the digest the engine runs
+        assert f"@{argv[argv.index('--digest') + 1]}" in deployment  # the digest the engine runs
         assert argv[argv.index("--registry-container") + 1] == "aim-registry"
         assert "--all-tags" in argv  # the stack's own repository: earlier builds go too
         cleanup = step(result, "aim-image-cleanup")
@@ -224,8 +224,8 @@ def test_smoke_test_runs_after_the_engine_and_reruns_on_a_new_recipe_or_image(ku
     assert argv[argv.index("--namespace") + 1] == "aim" and argv[argv.index("--service") + 1] == "aim-engine"
     assert "--api-key-secret" not in argv  # no aim:apiKey in dev
     assert "delete" not in check.inputs
-    image = kubeadm.named("kubernetes:apps/v1:Deployment", "aim-engine-deployment").inputs["spec"]["template"]
-    running = image["spec"]["containers"][0]["image"]
+    template = kubeadm.named("kubernetes:apps/v1:Deployment", "aim-engine-deployment").inputs["spec"]["template"]
+    running = template["spec"]["containers"][0]["image"]
     recipe_id, decision, reference = check.inputs["triggers"]
     assert recipe_id == kubeadm.outputs["recipe"]["recipe_id"] and reference == running
 
