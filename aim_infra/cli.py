@@ -1,4 +1,4 @@
-"""The command line: `python -m aim_infra select | recipes | gpus | plan`, one error line on bad input."""
+"""The command line: `python -m aim_infra select | estimate | recipes | gpus | plan`, one error line on bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .cli_workload import add_workload_flags, workload_from_args
 from .recipes.errors import AimError
-from .recipes.precision import PRECISION_WISHES
+from .recipes.precision import KV_CACHE_DTYPES, PRECISION_WISHES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,7 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--precision", choices=PRECISION_WISHES, default="auto")
     select.add_argument("--max-model-len", type=positive_int, default=None)
     select.add_argument("--recipe", default=None, help="use this catalogue recipe (the manual path)")
+    add_workload_flags(select, required=False)
     select.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+    estimate = commands.add_parser(
+        "estimate", help="estimate exactly one layout at one workload (replicas = GPUs / (TP × PP)), without choosing"
+    )
+    estimate.add_argument("--model", required=True, help="Hugging Face id, bundled catalogue id, or a local model dir")
+    estimate.add_argument("--revision", default=None, help="Hub revision for a Hub model")
+    estimate.add_argument("--gpu", required=True, help="GPU type, e.g. MI300X (see `gpus`)")
+    estimate.add_argument("--gpu-count", required=True, type=positive_int, help="GPUs of the whole deployment")
+    estimate.add_argument("--tensor-parallel-size", required=True, type=positive_int)
+    estimate.add_argument("--pipeline-parallel-size", type=positive_int, default=1)
+    estimate.add_argument("--precision", choices=PRECISION_WISHES, default="auto", help="weights (auto = checkpoint)")
+    estimate.add_argument("--kv-cache-dtype", choices=KV_CACHE_DTYPES, default="auto")
+    estimate.add_argument("--max-model-len", type=positive_int, default=None, help="default: input + output tokens")
+    estimate.add_argument("--max-num-seqs", type=positive_int, default=None, help="default: vLLM's for the device")
+    estimate.add_argument("--max-num-batched-tokens", type=positive_int, default=None)
+    add_workload_flags(estimate, required=True)
+    estimate.add_argument("--json", action="store_true", help="print one JSON object")
 
     recipes = commands.add_parser("recipes", help="list the recipe catalogue")
     recipes.add_argument("--model", default=None, help="filter: model id contains this")
@@ -59,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     gpus = commands.add_parser("gpus", help="list the GPU catalogue")
     gpus.add_argument("--json", action="store_true")
+
+    calibrate = commands.add_parser("calibrate", help="feed aim:benchmark results to the performance model")
+    calibrate_mode = calibrate.add_mutually_exclusive_group(required=True)  # one mode per run
+    calibrate_mode.add_argument(
+        "--add", type=Path, metavar="RESULT.json", help="turn a live_benchmark result into local measurement entries"
+    )
+    calibrate_mode.add_argument(
+        "--fit", action="store_true", help="refit the constants on the train and local measurements (recipes/)"
+    )
+    calibrate_mode.add_argument(
+        "--report", action="store_true", help="print measured vs estimated for every measurement (Markdown)"
+    )
+    calibrate.add_argument("--out", type=Path, default=None, help="--add: write here, not measurements/local/")
+    calibrate.add_argument("--force", action="store_true", help="--add: overwrite an existing file")
     return parser
 
 
@@ -78,11 +111,36 @@ def run_select(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_model_len=args.max_model_len,
         recipe_id=args.recipe,
+        workload=workload_from_args(args),
     )
     if args.json:
         print(json.dumps(decision.summary(), indent=2))
     else:
         print(explain_decision(decision))
+    return 0
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from .recipes.hardware import load_gpus
+    from .recipes.layout_estimate import LayoutRequest, describe_estimate, evaluate_layout
+    from .recipes.model_sources import resolve_model
+
+    workload = workload_from_args(args)
+    assert workload is not None  # argparse requires the lengths and one load
+    gpu = load_gpus().get(args.gpu)
+    profile = resolve_model(args.model, args.revision)
+    request = LayoutRequest(
+        gpu_count=args.gpu_count,
+        tensor_parallel_size=args.tensor_parallel_size,
+        pipeline_parallel_size=args.pipeline_parallel_size,
+        precision=args.precision,
+        kv_cache_dtype=args.kv_cache_dtype,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+    )
+    result = evaluate_layout(profile, gpu, request, workload)
+    print(json.dumps(result.as_json(), indent=2) if args.json else describe_estimate(result))
     return 0
 
 
@@ -124,7 +182,31 @@ def run_gpus(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"select": run_select, "recipes": run_recipes, "gpus": run_gpus, "plan": run_plan}
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .recipes.calibration import refit, report
+    from .recipes.calibration_add import add_result
+
+    if args.fit:
+        data = refit(progress=lambda line: print(line, file=sys.stderr))
+        print(f"Fitted calibration {data.calibration.version} on {data.calibration.fitted_on}")
+        print(report(data=data).split("\n## ")[0].rstrip())
+        return 0
+    if args.report:
+        print(report(), end="")
+        return 0
+    written, entries = add_result(args.add, out=args.out, force=args.force)
+    print(f"Added {len(entries)} measurement(s) (split local) from {args.add} to {written}")
+    return 0
+
+
+COMMANDS = {
+    "select": run_select,
+    "estimate": run_estimate,
+    "recipes": run_recipes,
+    "gpus": run_gpus,
+    "plan": run_plan,
+    "calibrate": run_calibrate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

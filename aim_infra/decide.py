@@ -49,22 +49,25 @@ def decide(settings: Settings, kube_context: str | None) -> tuple[Decision, bool
         max_model_len=None if settings.max_model_len == "auto" else int(settings.max_model_len),
         recipe_id=settings.recipe or None,
         extra_args=settings.vllm_extra_args,
+        workload=settings.workload,
     )
     return decision, detected
 
 
-def replica_count(settings: Settings, decision: Decision) -> int:
-    """`auto` fills the GPUs of one node; an explicit count beyond that spreads over nodes, which a ReadWriteOnce
-    cache cannot follow."""
+def replica_count(settings: Settings, decision: Decision) -> tuple[int, Decision]:
+    """`auto`: the decision's count (the fewest that meet aim:workload, or every replica one node holds without one).
+    An explicit count beyond one node spreads over nodes, which a ReadWriteOnce cache cannot follow. The returned
+    decision carries the estimate for the count that will run."""
     if settings.replicas == "auto":
-        return max(1, decision.replicas)
+        return max(1, decision.replicas), decision
     wanted = int(settings.replicas)
-    if wanted > decision.replicas and settings.cache_access_mode != "ReadWriteMany":
+    on_one_node = decision.gpus_available // decision.recipe.gpu_count
+    if wanted > on_one_node and settings.cache_access_mode != "ReadWriteMany":
         raise AimError(
-            f"aim:replicas {wanted}: only {decision.replicas} fit on one node of {decision.gpus_available} × "
+            f"aim:replicas {wanted}: only {on_one_node} fit on one node of {decision.gpus_available} × "
             f"{decision.gpu.name}; more need replicas on several nodes: set aim:cacheAccessMode ReadWriteMany"
         )
-    return wanted
+    return wanted, Selector().with_replicas(decision, wanted)
 
 
 def alert_thresholds(settings: Settings, decision: Decision) -> AlertThresholds:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+from .recipes.explain import capacity_rows, estimate_lines, table
 from .recipes.selection import Decision
 from .settings import StackConfig
 
@@ -14,7 +15,7 @@ NODE_IP_COMMAND = (
 
 def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
     """The lines `pulumi preview` shows before anything is created: choice, layout, fit, estimate, alternatives."""
-    recipe, est, fit = decision.recipe, decision.estimate, decision.fit
+    recipe, fit = decision.recipe, decision.fit
     kind = f"{recipe.status}, fallback" if decision.fallback else recipe.status
     lines = [
         f"AIM recipe: {recipe.id} [{kind}] for {decision.model.id} on {decision.gpus_available} × {decision.gpu.name} "
@@ -24,12 +25,14 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
         f"max_model_len {recipe.max_model_len}",
         f"AIM memory per GPU: weights {fit.weights_gib_per_gpu:.1f} GiB, KV cache {fit.kv_cache_gib_per_gpu:.1f} GiB, "
         f"overhead {fit.overhead_gib_per_gpu:.1f} GiB; {fit.max_concurrent_sequences} concurrent 2k-token requests",
-        f"AIM estimate (roofline, not measured): ~{est.decode_tokens_per_s:,.0f} tok/s per replica, "
-        f"~{est.single_stream_tokens_per_s:,.0f} tok/s single stream, TTFT ~{est.ttft_ms:,.0f} ms",
+        *(f"AIM {line.split(None, 1)[0]}: {line.split(None, 1)[1]}" for line in estimate_lines(decision)),
         f"AIM vllm args: {shlex.join(decision.vllm_args)}",
     ]
-    rejected = [c for c in decision.candidates if c.status == "rejected"][:3]
-    lines += [f"AIM rejected {c.recipe_id}: {c.reason}" for c in rejected]
+    # The capacity table: every candidate with its GPUs, replicas, tokens/s, TTFT/TPOT p95 and why it lost.
+    headers, rows = capacity_rows(decision)
+    lines += [f"AIM capacity: {line}" for line in table(headers, rows[:12], max_width=400).splitlines()]
+    if len(rows) > 12:
+        lines.append(f"AIM capacity: … {len(rows) - 12} more candidates (python -m aim_infra select … shows all)")
     lines += [f"AIM note: {note}" for note in decision.notes]
     return lines
 

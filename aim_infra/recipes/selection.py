@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .assumptions import DEFAULT_ASSUMPTIONS, Assumptions
 from .catalogue import RecipeCatalogue, load_catalogue
 from .compat import flag_problem, format_problem, layout_of, parallelism_problem, recipe_problem
 from .errors import AimError
-from .estimate import Estimate, estimate
 from .fit import Fit, Layout, fit_on
 from .generation import (
     GenerationRules,
@@ -21,9 +20,12 @@ from .generation import (
 )
 from .hardware import GpuCatalogue, GpuSpec, load_gpus
 from .model_profile import ModelProfile
+from .performance import PerformanceEstimate, estimate_performance
+from .performance_data import PerformanceData, load_performance_data
 from .precision import ON_THE_FLY, PRECISION_WISHES
 from .recipe import STRUCTURAL_FLAGS, Metric, Recipe
 from .vllm_rules import VllmRules, load_vllm_rules
+from .workload import Workload, default_workload
 
 CandidateStatus = Literal["selected", "viable", "rejected"]
 HALF = ("bf16", "fp16")
@@ -36,6 +38,7 @@ class Candidate:
     recipe_id: str
     status: CandidateStatus
     recipe_status: str
+    recipe_metric: str = "throughput"
     gpu_count: int
     tensor_parallel_size: int
     precision: str
@@ -43,21 +46,30 @@ class Candidate:
     replicas: int = 0
     tuned_on: str | None = None
     weights_gib_per_gpu: float | None = None
-    decode_tokens_per_s: float | None = None
-    single_stream_tokens_per_s: float | None = None
-    score: float | None = None
+    output_tokens_per_s: float | None = None
+    saturation_output_tokens_per_s: float | None = None
+    ttft_p95_ms: float | None = None
+    tpot_p95_ms: float | None = None
+    e2e_latency_s: float | None = None
+    cost_per_million_output_tokens: float | None = None
+    lost: str | None = None
+
+    @property
+    def gpus_used(self) -> int:
+        return self.replicas * self.gpu_count
 
     @property
     def reason(self) -> str:
-        """One line: the rejection reason, or the layout and estimate of a viable recipe.
+        """One line: the rejection reason, or the layout and estimate of a viable recipe and why it lost.
         (Formatted on demand: a large catalogue yields thousands of candidates, most never printed.)"""
         if self.problem is not None:
             return self.problem
         where = f", tuned on {self.tuned_on}" if self.tuned_on else ""
-        return (
-            f"{self.replicas} × {self.gpu_count} GPU, ~{self.decode_tokens_per_s:.0f} tok/s per replica, "
-            f"{self.single_stream_tokens_per_s:.0f} tok/s single stream{where}"
+        text = (
+            f"{self.replicas} × {self.gpu_count} GPU: ~{self.output_tokens_per_s:,.0f} tok/s at the workload, "
+            f"TTFT p95 ~{self.ttft_p95_ms:,.0f} ms, TPOT p95 ~{self.tpot_p95_ms:,.1f} ms{where}"
         )
+        return f"{text}; lost: {self.lost}" if self.lost else text
 
 
 @dataclass(frozen=True)
@@ -74,9 +86,11 @@ class Decision:
     env: dict[str, str]
     replicas: int
     fit: Fit
-    estimate: Estimate
+    estimate: PerformanceEstimate
     candidates: list[Candidate]
     notes: list[str]
+    workload: Workload
+    sized: bool  # replicas chosen from the workload's SLO (aim:workload set) rather than filling the node
 
     @property
     def rejected(self) -> list[Candidate]:
@@ -102,7 +116,9 @@ class Decision:
             "vllm_args": list(self.vllm_args),
             "env": dict(self.env),
             "replicas": self.replicas,
-            "estimate": asdict(self.estimate),
+            "workload": self.workload.as_json(),
+            "sized_for_workload": self.sized,
+            "estimate": self.estimate.as_json(),
             "provenance": recipe.provenance,
             "notes": list(self.notes),
             "candidates": [{"recipe_id": c.recipe_id, "status": c.status, "reason": c.reason} for c in self.candidates],
@@ -114,9 +130,9 @@ class _Evaluated:
     recipe: Recipe
     problem: str | None
     fit: Fit | None = None
-    estimate: Estimate | None = None
+    layout: Layout | None = None
+    estimate: PerformanceEstimate | None = None
     replicas: int = 0
-    score: float = 0.0
 
 
 def check_extra_args(extra_args: list[str], rules: VllmRules) -> None:
@@ -133,18 +149,6 @@ def check_extra_args(extra_args: list[str], rules: VllmRules) -> None:
             raise AimError(f"vllm extra argument {token}: {problem}")
 
 
-def _score(metric: Metric, recipe: Recipe, est: Estimate, replicas: int, assumptions: Assumptions) -> float:
-    """Throughput: node tokens/s (replicas × per-replica decode). Latency: reference requests per second on an idle
-    replica (1 / end-to-end time: time to first token plus the output at single-stream speed)."""
-    base = replicas * est.decode_tokens_per_s if metric == "throughput" else 1e3 / est.request_latency_ms
-    bonus = 1.0
-    if recipe.metric == metric:
-        bonus += assumptions.metric_match_bonus
-    if recipe.status == "validated":
-        bonus += assumptions.validated_bonus
-    return base * bonus
-
-
 @dataclass(slots=True)
 class _Request:
     """One selection's inputs plus the memo tables that make thousands of candidates cheap: many recipes share a
@@ -157,8 +161,11 @@ class _Request:
     precision: str
     max_model_len: int | None
     sibling_gpus: frozenset[str]
+    workload: Workload = field(default_factory=Workload)  # replaced per select() call
+    sized: bool = False
     formats: dict[tuple[object, ...], str | None] = field(default_factory=dict)
-    fits: dict[Layout, tuple[Fit, Estimate | None]] = field(default_factory=dict)
+    fits: dict[Layout, Fit] = field(default_factory=dict)
+    estimates: dict[tuple[Layout, int], PerformanceEstimate] = field(default_factory=dict)
 
 
 class Selector:
@@ -171,8 +178,10 @@ class Selector:
         generation: GenerationRules | None = None,
         assumptions: Assumptions = DEFAULT_ASSUMPTIONS,
         gpus: GpuCatalogue | None = None,
+        performance: PerformanceData | None = None,
     ) -> None:
         self.gpus = gpus or load_gpus()
+        self.performance = performance or load_performance_data()
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
         self.rules = rules or load_vllm_rules()
         self.generation = generation or load_generation_rules()
@@ -216,20 +225,67 @@ class Selector:
             return _Evaluated(recipe=recipe, problem=problem)
         layout = layout_of(recipe, gpu, self.rules, request.max_model_len)
         if layout not in request.fits:
-            fit = fit_on(profile, gpu, layout, self.assumptions)
-            request.fits[layout] = (fit, estimate(profile, gpu, layout, fit, self.assumptions) if fit.fits else None)
-        fit, est = request.fits[layout]
-        if est is None:
-            return _Evaluated(recipe=recipe, problem=fit.reason, fit=fit)
-        replicas = available // recipe.gpu_count
-        return _Evaluated(
-            recipe=recipe,
-            problem=None,
-            fit=fit,
-            estimate=est,
-            replicas=replicas,
-            score=_score(request.metric, recipe, est, replicas, self.assumptions),
-        )
+            request.fits[layout] = fit_on(profile, gpu, layout, self.assumptions)
+        fit = request.fits[layout]
+        if not fit.fits:
+            return _Evaluated(recipe=recipe, problem=fit.reason, fit=fit, layout=layout)
+        return _Evaluated(recipe=recipe, problem=None, fit=fit, layout=layout)
+
+    # --- performance --------------------------------------------------------------------------------------------
+    def _estimate(self, request: _Request, layout: Layout, fit: Fit, replicas: int) -> PerformanceEstimate:
+        key = (layout, replicas)
+        if key not in request.estimates:
+            request.estimates[key] = estimate_performance(
+                request.profile, request.gpu, layout, fit, request.workload, replicas, self.performance
+            )
+        return request.estimates[key]
+
+    def _perform(self, evaluated: _Evaluated, request: _Request) -> _Evaluated:
+        """Attach the estimate: at every replica the node holds, or (sizing) at the fewest replicas that meet the
+        workload's SLO. A candidate that cannot serve the workload, or misses the SLO on this node, is rejected."""
+        if evaluated.problem is not None:
+            return evaluated
+        assert evaluated.layout is not None and evaluated.fit is not None
+        layout, fit, recipe = evaluated.layout, evaluated.fit, evaluated.recipe
+        workload = request.workload
+        needed = workload.input_tokens + workload.output_tokens
+        if needed > layout.max_model_len:
+            return replace(
+                evaluated,
+                problem=f"max_model_len {layout.max_model_len} is shorter than the workload's {workload.input_tokens} "
+                f"+ {workload.output_tokens} tokens per request",
+            )
+        most = max(1, request.available // recipe.gpu_count)
+        try:
+            if not request.sized:
+                return replace(evaluated, estimate=self._estimate(request, layout, fit, most), replicas=most)
+            best = self._estimate(request, layout, fit, most)
+            if not best.meets_slo:
+                return replace(
+                    evaluated,
+                    estimate=best,
+                    replicas=most,
+                    problem=f"misses the workload with {most} replica(s) on this node: "
+                    + "; ".join(best.slo_violations),
+                )
+            low, high = 1, most  # the fewest replicas that meet it: more replicas never make the estimate worse
+            while low < high:
+                middle = (low + high) // 2
+                if self._estimate(request, layout, fit, middle).meets_slo:
+                    high = middle
+                else:
+                    low = middle + 1
+            return replace(evaluated, estimate=self._estimate(request, layout, fit, low), replicas=low)
+        except AimError as error:
+            return replace(evaluated, problem=str(error))
+
+    def replicas_needed(self, evaluated: _Evaluated, request: _Request, gpu_limit: int = 64) -> int | None:
+        """Replicas of `evaluated` that would meet the workload beyond this node (None: not even at `gpu_limit`)."""
+        assert evaluated.layout is not None and evaluated.fit is not None
+        for replicas in range(1, gpu_limit // evaluated.recipe.gpu_count + 1):
+            if self._estimate(request, evaluated.layout, evaluated.fit, replicas).meets_slo:
+                return replicas
+        return None
 
     def _generated(self, request: _Request) -> tuple[list[_Evaluated], str | None]:
         """Generated variants, one per tensor-parallel size, each at the longest context that fits."""
@@ -264,27 +320,38 @@ class Selector:
         max_model_len: int | None = None,
         recipe_id: str | None = None,
         extra_args: list[str] | None = None,
+        workload: Workload | None = None,
     ) -> Decision:
-        """The recipe to run `profile` on up to `gpus_available` × `gpu`, or one AimError line saying what would fit."""
+        """The recipe to run `profile` on up to `gpus_available` × `gpu`, or one AimError line saying what would fit.
+        With a `workload`, replicas (and the choice) minimise GPUs, then cost, subject to its SLO at its load;
+        without one, every recipe fills the node and the estimate is shown at the default workload."""
         self._check_request(profile, gpu, gpus_available, metric, precision, max_model_len)
         extra = list(extra_args or [])
         check_extra_args(extra, self.rules)
         request = self._request(profile, gpu, gpus_available, metric, precision, max_model_len)
+        request.workload = workload or default_workload(metric)
+        request.sized = workload is not None
         evaluated = [self._evaluate(r, request, catalogued=True) for r in self.catalogue.for_model(profile.id)]
         manual: _Evaluated | None = None
         if recipe_id is not None:
             manual = self._manual(recipe_id, request)
             evaluated = [e for e in evaluated if e.recipe.id != recipe_id] + [manual]
+        evaluated = [self._perform(e, request) for e in evaluated]
+        if manual is not None:
+            manual = next(e for e in evaluated if e.recipe.id == recipe_id)
+            if manual.estimate is None:
+                raise AimError(f"recipe {recipe_id} cannot serve the workload: {manual.problem}")
         viable = [e for e in evaluated if e.problem is None]
         fallback = False
         if manual is None and not viable:
             generated, why_not = self._generated(request)
+            generated = [self._perform(e, request) for e in generated]
             evaluated += generated
             viable = [e for e in generated if e.problem is None]
             fallback = True
             if not viable:
-                raise AimError(self._infeasible(request, why_not))
-        chosen = manual or self._best(viable, gpu)
+                raise AimError(self._infeasible(request, why_not, evaluated))
+        chosen = manual or self._best(viable, request)
         assert chosen.fit is not None and chosen.estimate is not None  # viable ones always carry both
         recipe = chosen.recipe
         if max_model_len is not None and recipe.max_model_len != max_model_len:
@@ -301,9 +368,22 @@ class Selector:
             replicas=chosen.replicas,
             fit=chosen.fit,
             estimate=chosen.estimate,
-            candidates=self._candidates(evaluated, chosen, gpu),
+            candidates=self._candidates(evaluated, chosen, request),
             notes=self._notes(request, chosen),
+            workload=request.workload,
+            sized=request.sized,
         )
+
+    def with_replicas(self, decision: Decision, replicas: int) -> Decision:
+        """The same decision at a replica count the user fixed (aim:replicas), with its estimate redone."""
+        if replicas == decision.replicas:
+            return decision
+        layout = layout_of(decision.recipe, decision.gpu, self.rules, decision.recipe.max_model_len)
+        estimate = estimate_performance(
+            decision.model, decision.gpu, layout, decision.fit, decision.workload, replicas, self.performance
+        )
+        note = f"replicas fixed at {replicas} (aim:replicas): the estimate is for {replicas} replica(s)"
+        return replace(decision, replicas=replicas, estimate=estimate, notes=[*decision.notes, note])
 
     def _request(
         self,
@@ -354,15 +434,62 @@ class Selector:
         return evaluated
 
     @staticmethod
-    def _best(viable: list[_Evaluated], gpu: GpuSpec) -> _Evaluated:
-        # Highest score; ties go to a recipe tuned on this exact GPU, then to fewer GPUs, then by id for determinism.
-        return min(
-            viable,
-            key=lambda e: (-e.score, e.recipe.gpu.lower() != gpu.name.lower(), e.recipe.gpu_count, e.recipe.id),
+    def _rank(e: _Evaluated, request: _Request) -> tuple[object, ...]:
+        """Sort key, best first. The estimate decides; what a recipe is tuned for, whether it is validated and where
+        it was tuned only break exact ties, so a bonus can never pick a slower candidate.
+        Sizing (a workload was given): fewest GPUs, then cost per token, then the metric at the workload.
+        Otherwise: throughput = the node's saturated output tokens/s; latency = mean end-to-end time at the
+        workload."""
+        est = e.estimate
+        assert est is not None
+        if request.metric == "latency":
+            measure: float = est.e2e_latency_s
+        elif request.sized:
+            measure = -est.output_tokens_per_s
+        else:
+            measure = -est.saturation_output_tokens_per_s
+        primary: tuple[object, ...] = (
+            (est.gpu_count, est.cost_per_million_output_tokens or 0.0) if request.sized else ()
+        )
+        recipe = e.recipe
+        return (
+            *primary,
+            measure,
+            recipe.metric != request.metric,
+            recipe.status != "validated",
+            recipe.gpu.lower() != request.gpu.name.lower(),
+            recipe.gpu_count,
+            recipe.id,
         )
 
+    def _best(self, viable: list[_Evaluated], request: _Request) -> _Evaluated:
+        return min(viable, key=lambda e: self._rank(e, request))
+
     @staticmethod
-    def _candidates(evaluated: list[_Evaluated], chosen: _Evaluated, gpu: GpuSpec) -> list[Candidate]:
+    def _why_lost(e: _Evaluated, chosen: _Evaluated, request: _Request) -> str:
+        """One phrase: what made `e` lose to `chosen`."""
+        mine, theirs = e.estimate, chosen.estimate
+        assert mine is not None and theirs is not None
+        if request.sized and mine.gpu_count != theirs.gpu_count:
+            return f"needs {mine.gpu_count} GPUs for the workload, {chosen.recipe.id} needs {theirs.gpu_count}"
+        if request.sized and (mine.cost_per_million_output_tokens or 0) != (theirs.cost_per_million_output_tokens or 0):
+            return (
+                f"costs ~{mine.cost_per_million_output_tokens:.3g} per 1M output tokens, "
+                f"{chosen.recipe.id} ~{theirs.cost_per_million_output_tokens:.3g}"
+            )
+        if request.metric == "latency" and mine.e2e_latency_s != theirs.e2e_latency_s:
+            return f"mean request latency ~{mine.e2e_latency_s:.3g} s > ~{theirs.e2e_latency_s:.3g} s"
+        if request.metric == "throughput":
+            attr = "output_tokens_per_s" if request.sized else "saturation_output_tokens_per_s"
+            what = "at the workload" if request.sized else "at full load"
+            a, b = getattr(mine, attr), getattr(theirs, attr)
+            if a != b:
+                return f"~{a:,.0f} tok/s {what} < ~{b:,.0f}"
+        return f"same estimate; {chosen.recipe.id} is preferred (tuned for {request.metric}, validated or tuned here)"
+
+    def _candidates(self, evaluated: list[_Evaluated], chosen: _Evaluated, request: _Request) -> list[Candidate]:
+        gpu = request.gpu
+
         def describe(e: _Evaluated) -> Candidate:
             recipe, est = e.recipe, e.estimate
             status: CandidateStatus = "selected" if e is chosen else "viable" if e.problem is None else "rejected"
@@ -370,6 +497,7 @@ class Selector:
                 recipe_id=recipe.id,
                 status=status,
                 recipe_status=recipe.status,
+                recipe_metric=recipe.metric,
                 gpu_count=recipe.gpu_count,
                 tensor_parallel_size=recipe.tensor_parallel_size,
                 precision=recipe.precision,
@@ -377,14 +505,25 @@ class Selector:
                 replicas=e.replicas,
                 tuned_on=None if recipe.gpu == gpu.name else recipe.gpu,
                 weights_gib_per_gpu=e.fit.weights_gib_per_gpu if e.fit else None,
-                decode_tokens_per_s=est.decode_tokens_per_s if est else None,
-                single_stream_tokens_per_s=est.single_stream_tokens_per_s if est else None,
-                score=e.score if e.problem is None else None,
+                output_tokens_per_s=est.output_tokens_per_s if est else None,
+                saturation_output_tokens_per_s=est.saturation_output_tokens_per_s if est else None,
+                ttft_p95_ms=est.ttft_p95_ms if est else None,
+                tpot_p95_ms=est.tpot_p95_ms if est else None,
+                e2e_latency_s=est.e2e_latency_s if est else None,
+                cost_per_million_output_tokens=est.cost_per_million_output_tokens if est else None,
+                lost=self._why_lost(e, chosen, request) if status == "viable" else None,
             )
 
         order = {"selected": 0, "viable": 1, "rejected": 2}
-        described = [describe(e) for e in evaluated]
-        return sorted(described, key=lambda c: (order[c.status], -(c.score or 0.0), c.recipe_id))
+        ranked = {
+            id(e): i
+            for i, e in enumerate(
+                sorted((e for e in evaluated if e.problem is None), key=lambda e: self._rank(e, request))
+            )
+        }
+        described = [(describe(e), ranked.get(id(e), 0)) for e in evaluated]
+        described.sort(key=lambda item: (order[item[0].status], item[1], item[0].recipe_id))
+        return [c for c, _ in described]
 
     def minimum_gpus(
         self, profile: ModelProfile, gpu: GpuSpec, precision: str, max_model_len: int | None
@@ -414,8 +553,11 @@ class Selector:
                 found.append((option, count))
         return found
 
-    def _infeasible(self, request: _Request, why_not: str | None) -> str:
+    def _infeasible(self, request: _Request, why_not: str | None, evaluated: list[_Evaluated]) -> str:
         profile, gpu, max_model_len = request.profile, request.gpu, request.max_model_len
+        missed = [e for e in evaluated if e.estimate is not None and e.problem is not None]
+        if request.sized and missed:
+            return self._slo_infeasible(request, missed)
         context = f" at max_model_len {max_model_len}" if max_model_len else ""
         head = f"nothing can serve {profile.id} on {request.available} × {gpu.name}{context}"
         if why_not:
@@ -426,6 +568,25 @@ class Selector:
         parts = [f"needs ≥ {alternatives[0][1]} × {gpu.name} in {alternatives[0][0]}"]
         parts += [f"or {count} with {option} (precision={option})" for option, count in alternatives[1:]]
         return f"{head}: {', '.join(parts)}"
+
+    def _slo_infeasible(self, request: _Request, missed: list[_Evaluated]) -> str:
+        """Every recipe fits but none meets the workload on this node: say what would."""
+        gpu, workload = request.gpu, request.workload
+        head = f"no recipe meets the workload ({workload.describe()}) on {request.available} × {gpu.name}"
+        options = []
+        for e in missed:
+            needed = self.replicas_needed(e, request)
+            if needed is not None:
+                options.append((needed * e.recipe.gpu_count, needed, e))
+        if not options:
+            best = min(missed, key=lambda e: self._rank(e, request))
+            assert best.estimate is not None
+            return f"{head}: not even with 64 GPUs; best on this node: {'; '.join(best.estimate.slo_violations)}"
+        gpus, needed, e = min(options, key=lambda o: (o[0], o[2].recipe.id))
+        return (
+            f"{head}: needs {needed} replicas of TP{e.recipe.tensor_parallel_size} ({e.recipe.id}) = {gpus} "
+            f"{gpu.name}; this node has {request.available}. Relax the SLO, lower the load, or add nodes"
+        )
 
     def _notes(self, request: _Request, chosen: _Evaluated) -> list[str]:
         profile, gpu = request.profile, request.gpu
@@ -440,6 +601,16 @@ class Selector:
                         f"cheaper alternative: {count} × {gpu.name} with {option} quantised on the fly "
                         f"(set precision={option}; changes accuracy)"
                     )
+        if recipe.metric != request.metric:
+            notes.append(
+                f"{recipe.id} is tuned for {recipe.metric}, not {request.metric}: it has the best estimated "
+                f"{request.metric} of the candidates here"
+            )
+        if request.sized:
+            notes.append(
+                f"sized for the workload ({request.workload.describe()}): {chosen.replicas} replica(s) are the fewest "
+                "that meet it"
+            )
         unused = request.available - chosen.replicas * recipe.gpu_count
         if unused:
             notes.append(f"{unused} of {request.available} GPUs stay unused by this recipe")

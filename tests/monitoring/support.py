@@ -100,12 +100,33 @@ def stack_rules(stack: str) -> StackRules:
     raw = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("aim:")}
     settings = parse_settings(raw)
     decision, _ = decide(settings, None)
+    replicas, decision = replica_count(settings, decision)
     return StackRules(
         stack=stack,
         settings=settings,
         decision=decision,
-        replicas=replica_count(settings, decision),
+        replicas=replicas,
         deployment=engine_deployment_name(),
         budget=startup_budget_seconds(decision),
         thresholds=rules.default_thresholds(decision.metric),
     )
+
+
+def step_rate(estimate: dict[str, Any], running: float) -> float:
+    """One replica's pure-decode tokens/s at `running` sequences: a step of base + running × slope ms each."""
+    per_replica = estimate["per_replica"]
+    return running / ((per_replica["step_base_ms"] + running * per_replica["step_per_sequence_ms"]) / 1000)
+
+
+def expected_low(estimate: dict[str, Any], running_per_pod: list[float]) -> float:
+    """The low end of the estimate at this load, from the estimate's own numbers (not from rules.py): the step line
+    per pod, scaled so that at the workload's load it gives the estimate (Little's law for that load's running
+    count), times the calibration's low ratio."""
+    replicas = estimate["layout"]["replicas"]
+    workload_running = min(
+        estimate["requests_per_s"] * estimate["e2e_latency_s"] / replicas,
+        estimate["per_replica"]["max_running_sequences"],
+    )
+    factor = min(1.0, estimate["output_tokens_per_s"] / (replicas * step_rate(estimate, workload_running)))
+    low_ratio = estimate["calibration"]["throughput_band"][0]
+    return sum(step_rate(estimate, n) for n in running_per_pod) * factor * low_ratio

@@ -48,8 +48,11 @@ def test_select_json_has_the_contract() -> None:
     assert set(decision["estimate"]) >= {
         "weights_gib_per_gpu",
         "kv_cache_gib_per_gpu",
-        "max_concurrent_sequences",
-        "decode_tokens_per_s",
+        "output_tokens_per_s",
+        "ttft_p95_ms",
+        "tpot_p95_ms",
+        "range",
+        "calibration",
     }
     statuses = [c["status"] for c in decision["candidates"]]
     assert statuses.count("selected") == 1
@@ -61,7 +64,16 @@ def test_select_table_explains_the_choice() -> None:
         "select", "--model", "Llama-3.1-70B-Instruct", "--gpu", "mi300x", "--gpu-count", "8", "--metric", "latency"
     )
     assert result.returncode == 0, result.stderr
-    for text in ("selected", "memory", "estimate", "roofline estimate", "vllm serve", "CANDIDATE", "REASON"):
+    for text in (
+        "selected",
+        "memory",
+        "workload",
+        "estimate",
+        "estimated, not measured",
+        "vllm serve",
+        "CANDIDATE",
+        "WHY",
+    ):
         assert text in result.stdout
 
 

@@ -317,7 +317,7 @@ def test_summary_has_the_cli_contract(small_catalogue: RecipeCatalogue) -> None:
         "candidates",
     ):
         assert key in summary
-    for key in ("weights_gib_per_gpu", "kv_cache_gib_per_gpu", "max_concurrent_sequences", "decode_tokens_per_s"):
+    for key in ("weights_gib_per_gpu", "kv_cache_gib_per_gpu", "output_tokens_per_s", "ttft_p95_ms", "range"):
         assert key in summary["estimate"]  # type: ignore[operator]
     assert all(set(c) == {"recipe_id", "status", "reason"} for c in summary["candidates"])  # type: ignore[union-attr]
 
