@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .recipes.errors import AimError
 from .recipes.precision import PrecisionWish
+from .recipes.workload import Workload, parse_workload
 
 NAMESPACE = "aim"
 SECRET_KEYS = ("hfToken", "apiKey", "grafanaAdminPassword")
@@ -148,6 +149,41 @@ def _name_list(value: Any) -> Any:
     return items
 
 
+class _LineError(ValueError):
+    """A finished error line (a nested key's), passed through pydantic unchanged."""
+
+
+#: Plenty for any count; longer digit runs stay text so json.loads never hits Python's int-conversion limit.
+_MAX_JSON_DIGITS = 100
+
+
+def _json_int(text: str) -> int | str:
+    return int(text) if len(text) <= _MAX_JSON_DIGITS else text
+
+
+def _workload(value: Any) -> Any:
+    """aim:workload: Pulumi hands a stack file's object over as a JSON string (mock runs may pass the mapping).
+    Unset, empty or `{}` (Pulumi.yaml's default, so the engine always passes something) mean no workload given."""
+    if value is None or isinstance(value, Workload):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text, parse_int=_json_int)
+        except (ValueError, RecursionError):  # invalid, or nested deeper than the parser's recursion limit
+            raise _KeyError(
+                "workload", value, 'a JSON object of workload keys, e.g. {"inputTokens": 2048, "concurrency": 32}'
+            ) from None
+    if isinstance(value, dict) and not value:
+        return None
+    try:
+        return parse_workload(value, f"{NAMESPACE}:workload")
+    except AimError as error:
+        raise _LineError(str(error)) from None
+
+
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 CidrList = Annotated[list[str], BeforeValidator(_cidr_list)]
 NameList = Annotated[list[str], BeforeValidator(_name_list)]
@@ -161,6 +197,7 @@ Port = Annotated[int, BeforeValidator(_integer(1024, 65535))]
 NodePort = Annotated[int, BeforeValidator(_integer(0, 32767))]
 GroupId = Annotated[int, BeforeValidator(_integer(0, 2_147_483_647))]
 ArgList = Annotated[list[str], BeforeValidator(_arg_list)]
+WorkloadConfig = Annotated[Workload | None, BeforeValidator(_workload)]
 
 
 class Settings(BaseModel):
@@ -230,13 +267,21 @@ class Settings(BaseModel):
     device_metrics_exporter: Bool = Field(
         default=False, alias="deviceMetricsExporter", description="Install AMD's device-metrics-exporter (GPU metrics)."
     )
+    workload: WorkloadConfig = Field(
+        default=None, description="Traffic to size for and benchmark (tokens, load, SLOs); None = not given."
+    )
+    benchmark: Bool = Field(
+        default=False, description="After the rollout, benchmark the endpoint at the workload: measured vs estimated."
+    )
     alert_ttft_p95_seconds: AutoOrFraction = Field(
         default="auto", alias="alertTtftP95Seconds", description="TTFT p95 alert threshold, or auto (by metric)."
     )
     alert_queue_depth: QueueDepth = Field(default=32, alias="alertQueueDepth", description="Waiting requests alert.")
     alert_kv_cache_usage: Fraction = Field(default="0.9", alias="alertKvCacheUsage", description="KV cache alert.")
     alert_throughput_fraction: Fraction = Field(
-        default="0.25", alias="alertThroughputFraction", description="Throughput-below-estimate alert fraction."
+        default="0.7",
+        alias="alertThroughputFraction",
+        description="Throughput alert: fraction of the estimate's low end at the observed load.",
     )
     alert_gpu_memory_usage: Fraction = Field(
         default="0.97", alias="alertGpuMemoryUsage", description="GPU memory nearly full alert."
@@ -336,6 +381,11 @@ class Settings(BaseModel):
             )
 
     @property
+    def workload_or_default(self) -> Workload:
+        """aim:workload, or the default one (1024 in / 256 out tokens, 64 concurrent, no SLO) when it is not set."""
+        return self.workload if self.workload is not None else Workload()
+
+    @property
     def model_revision_or_none(self) -> str | None:
         return self.model_revision or None
 
@@ -433,6 +483,8 @@ def _one_line(error: ValidationError, raw: dict[str, Any]) -> str:
     message = str(first.get("msg", "invalid value"))
     context = first.get("ctx") or {}
     inner = context.get("error")
+    if isinstance(inner, _LineError):
+        return str(inner)
     if isinstance(inner, _KeyError):
         key, value, allowed = str(inner.args[0]).split("\x00")
         return f"{NAMESPACE}:{key}: {value} is not allowed: expected {allowed}"

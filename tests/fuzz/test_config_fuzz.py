@@ -77,6 +77,14 @@ GOOD: dict[str, list[str]] = {
     "alertKvCacheUsage": ["0.5", "0.9", "1", "0.001"],
     "alertThroughputFraction": ["0.25", "1", "0.01"],
     "alertGpuMemoryUsage": ["0.97", "0.8", "1"],
+    "workload": [
+        "{}",
+        '{"inputTokens": 1024, "outputTokens": 256, "concurrency": 32, "ttftP95Ms": 2000}',
+        '{"inputTokens": 2048, "outputTokens": 512, "requestsPerSecond": 4.5, "tpotP95Ms": 50, "gpuHourlyCost": 2.5}',
+        '{"inputTokens": "8192", "outputTokens": "1", "concurrency": "1"}',
+        '{"inputTokens": 1048576, "outputTokens": 1048576, "concurrency": 100000}',
+        '{"requestsPerSecond": "0.01", "ttftP95Ms": "3600000", "tpotP95Ms": 600000}',
+    ],
     "hfToken": ["hf_0123456789abcdefABCDEF"],
     "apiKey": ["sk-0123456789"],
     "grafanaAdminPassword": ["correct horse battery staple"],
@@ -164,7 +172,41 @@ TYPE_JUNK = {
     "integer": ["-1", "65536", "32768", "99999", "1.0", "3e4", "0b11", "2147483648", "-2147483649", "٣٠٠٨٠"],
     "array": ['{"a": "b"}', "[1, [2]]", '[{"a": 1}]', "[1, 2", '"--flag"', "[false]", "[[[[[]]]]]"],
     "string": ["auto", "default", "*", "%s", "{{ .Values }}"],
+    "object": [
+        "[]",
+        "[1024, 256]",
+        '"{}"',
+        "{",
+        "inputTokens: 1024",
+        '{"inputTokens": true}',
+        '{"concurrency": 0}',
+        '{"concurrency": 8, "requestsPerSecond": 1}',
+        '{"promptTokens": 1024}',
+        '{"inputTokens": "abc"}',
+        '{"ttftP95Ms": NaN}',
+        '{"inputTokens": 1e999}',
+        '{"inputTokens": {"a": 1}}',
+        '{"outputTokens": ' + "9" * 5000 + "}",
+        '{"a\\nb": 1}',
+    ],
 }
+
+WORKLOAD_KEYS = ["inputTokens", "outputTokens", "concurrency", "requestsPerSecond", "ttftP95Ms", "tpotP95Ms"]
+
+
+def workload_json() -> st.SearchStrategy[str]:
+    """Random workload objects as Pulumi hands them over (JSON): real and misspelt keys, any JSON-ish value."""
+    key = st.one_of(st.sampled_from([*WORKLOAD_KEYS, "gpuHourlyCost", "inputtokens", "rps"]), printable_text(8))
+    value = st.one_of(
+        st.integers(min_value=-(10**30), max_value=10**30),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.none(),
+        st.integers(min_value=0, max_value=10**7).map(str),
+        printable_text(8),
+        st.lists(st.integers(), max_size=2),
+    )
+    return st.dictionaries(key, value, max_size=4).map(json.dumps)
 
 
 def printable_text(max_size: int) -> st.SearchStrategy[str]:
@@ -187,9 +229,11 @@ def nested_json() -> st.SearchStrategy[str]:
 
 def valid_value(key: str) -> st.SearchStrategy[str]:
     spec = SPECS[key]
-    kind, default = spec["type"], spec.get("default")
+    kind, default = spec.get("type", "object"), spec.get("default")  # Pulumi.yaml declares objects untyped
     if kind == "boolean":
         typed: st.SearchStrategy[str] = st.sampled_from(["true", "false", "True", "FALSE", " true "])
+    elif kind == "object":
+        typed = st.just(json.dumps(default))
     elif kind == "array":
         typed = st.just(json.dumps(default if default is not None else []))
     elif default is not None:
@@ -200,10 +244,11 @@ def valid_value(key: str) -> st.SearchStrategy[str]:
 
 
 def wrong_value(key: str) -> st.SearchStrategy[str]:
-    kind = SPECS[key]["type"]
+    kind = SPECS[key].get("type", "object")
     return st.one_of(
         st.sampled_from(JUNK),
         st.sampled_from(TYPE_JUNK[kind]),
+        *([workload_json()] if kind == "object" else []),
         printable_text(40),
         st.integers(min_value=-(10**40), max_value=10**40).map(str),
         st.floats(allow_nan=True, allow_infinity=True).map(str),
@@ -370,7 +415,7 @@ def test_any_config_passes_validation_and_selection_or_raises_one_aim_error(
     try:
         parsed = parse_settings({k: v for k, v in raw.items() if k not in SECRET_KEYS}, secrets)
         decision, _ = decide(parsed, None)
-        replicas = replica_count(parsed, decision)
+        replicas, decision = replica_count(parsed, decision)
         alert_thresholds(parsed, decision)
     except AimError as error:
         assert type(error) is AimError
