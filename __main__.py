@@ -7,6 +7,7 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from aim_infra.components.addons import LOCAL_PATH_DATA_DIR, ClusterAddons, ClusterAddonsArgs
+from aim_infra.components.benchmark import LiveBenchmark, LiveBenchmarkArgs
 from aim_infra.components.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from aim_infra.components.engine import API_PORT, AimEngine, AimEngineArgs, decision_hash, startup_budget_seconds
 from aim_infra.components.gpu_gate import GpuGate, GpuGateArgs
@@ -28,7 +29,7 @@ try:  # every input problem stops here, before any resource, as one line (RunErr
     stack = read_stack_config()
     s = stack.settings
     decision, gpu_labels_seen = decide(s, stack.kube_context)
-    replicas = replica_count(s, decision)
+    replicas, decision = replica_count(s, decision)
 except AimError as error:
     raise pulumi.RunError(str(error)) from None
 for line in [*decision_log_lines(decision, replicas), *lifecycle_log_lines(stack)]:
@@ -177,8 +178,9 @@ if s.monitoring:
         opts=kubernetes,
     )
 
+smoke = None
 if s.smoke_test:
-    SmokeTest(
+    smoke = SmokeTest(
         "smoke-test",
         SmokeTestArgs(
             namespace=s.namespace,
@@ -192,6 +194,31 @@ if s.smoke_test:
             kube_context=stack.kube_context,
             kubeconfig=kubeconfig,
             depends_on=[engine],
+        ),
+    )
+
+# Measure the live endpoint at the workload the estimate was made for, and export measured beside estimated.
+benchmark = None
+if s.benchmark:
+    estimate = decision.summary()["estimate"]
+    benchmark = LiveBenchmark(
+        "benchmark",
+        LiveBenchmarkArgs(
+            namespace=s.namespace,
+            service=ENGINE,
+            service_port=API_PORT,
+            model_id=s.model,
+            model_revision=s.model_revision_or_none,
+            estimate=estimate,
+            recipe_id=decision.recipe.id,
+            decision_hash=decision_hash(decision, ""),
+            image=image,
+            workload=estimate["workload"],
+            api_key_secret=engine.api_key_secret_ref,
+            hf_token_secret=f"{ENGINE}-hf-token:HF_TOKEN" if engine.hf_token_secret else None,
+            kube_context=stack.kube_context,
+            kubeconfig=kubeconfig,
+            depends_on=[engine, *([smoke] if smoke else [])],
         ),
     )
 
@@ -214,3 +241,5 @@ pulumi.export(
         kubeconfig=stack.kubeconfig_path,
     ),
 )
+if benchmark is not None:
+    pulumi.export("benchmark", benchmark.result)

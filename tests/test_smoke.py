@@ -12,13 +12,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aim_infra import smoke
+from aim_infra import engine_access, smoke
+from tests.fake_kubectl import install_fake_kubectl, still_running
+from tests.loopback_http import LoopbackServers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "Qwen/Qwen3-8B"
@@ -117,20 +119,14 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def serve(no_proxy: None, loopback_only: list[str]) -> Iterator[Any]:
     """Start a fake engine on 127.0.0.1 (port 0); returns (engine, base URL)."""
-    servers: list[ThreadingHTTPServer] = []
+    servers = LoopbackServers()
 
     def start(**kwargs: Any) -> tuple[FakeEngine, str]:
         engine = FakeEngine(**kwargs)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(engine))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return engine, f"http://127.0.0.1:{server.server_address[1]}"
+        return engine, servers.start(make_handler(engine))
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    servers.stop_all()
 
 
 def run(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> tuple[int, str, str]:
@@ -327,58 +323,10 @@ def test_module_runs_as_a_process(serve: Any) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 # --port-forward: how the stack's smoke-test step reaches the engine (a fake kubectl on PATH)
 
-FAKE_KUBECTL = """#!{python}
-import os, sys, time
-with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
-    log.write(" ".join(sys.argv[1:]) + "\\n")
-mode = os.environ["FAKE_KUBECTL_MODE"]
-if "get" in sys.argv and "secret" in sys.argv:
-    if os.environ.get("FAKE_SECRET_B64") is None:
-        print('Error from server (NotFound): secrets "aim-engine-api-key" not found', file=sys.stderr)
-        sys.exit(1)
-    print(os.environ["FAKE_SECRET_B64"], end="")
-    sys.exit(0)
-if mode == "fail":
-    print('error: services "aim-engine" not found', file=sys.stderr)
-    sys.exit(1)
-if mode == "forward":
-    port = os.environ["FAKE_ENGINE_PORT"]
-    print(f"Forwarding from 127.0.0.1:{{port}} -> 8000", flush=True)
-    print(f"Forwarding from [::1]:{{port}} -> 8000", flush=True)
-with open(os.environ["FAKE_KUBECTL_LOG"] + ".pid", "w") as pid:
-    pid.write(str(os.getpid()))
-time.sleep(60)
-"""
-
 
 @pytest.fixture
-def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    program = bin_dir / "kubectl"
-    program.write_text(FAKE_KUBECTL.format(python=sys.executable))
-    program.chmod(0o755)
-    log = tmp_path / "kubectl.log"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_KUBECTL_LOG", str(log))
-
-    def use(mode: str, engine_url: str = "") -> Path:
-        monkeypatch.setenv("FAKE_KUBECTL_MODE", mode)
-        monkeypatch.setenv("FAKE_ENGINE_PORT", engine_url.rsplit(":", 1)[-1])
-        return log
-
-    yield use
-
-
-def still_running(log: Path) -> bool:
-    pid_file = Path(str(log) + ".pid")
-    if not pid_file.exists():
-        return False
-    try:
-        os.kill(int(pid_file.read_text()), 0)
-    except ProcessLookupError:
-        return False
-    return True
+def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return install_fake_kubectl(tmp_path, monkeypatch)
 
 
 def test_port_forward_checks_through_kubectl_and_stops_it(
@@ -416,7 +364,7 @@ def test_port_forward_that_never_listens_times_out_and_is_stopped(
     no_proxy: None, fake_kubectl: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
     log = fake_kubectl("silent")
-    monkeypatch.setattr(smoke, "PORT_FORWARD_START", 1.0)
+    monkeypatch.setattr(engine_access, "PORT_FORWARD_START", 1.0)
     code = smoke.main(["--port-forward", "--model", MODEL, "--timeout", "5"])
     out, err = capsys.readouterr()
     assert_one_line_failure(code, out, err, "did not start forwarding within 1 s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Protocol
 
 import pulumi
 import pulumi_command as command
@@ -25,6 +26,35 @@ def script(name: str, *arguments: str) -> str:
 def python_module(module: str, *arguments: str) -> str:
     """`"$AIM_PYTHON" -m <module> ARGS`, quoted for /bin/sh."""
     return f'"${PYTHON_VARIABLE}" -m ' + shlex.join([module, *arguments])
+
+
+class ReachesEngine(Protocol):
+    """The args of a component whose host program talks to the engine (SmokeTestArgs, LiveBenchmarkArgs)."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def service_port(self) -> int: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def kube_context(self) -> str | None: ...
+    @property
+    def api_key_secret(self) -> str | None: ...
+
+
+def port_forward_arguments(args: ReachesEngine) -> list[str]:
+    """How a host program (smoke test, benchmark) reaches the engine: kubectl port-forward to its Service, and the
+    API key ("<Secret>:<data key>") read from the cluster when the program runs, so no command holds it."""
+    arguments = ["--port-forward", "--namespace", args.namespace, "--service", args.service]
+    arguments += ["--deployment", args.service, "--service-port", str(args.service_port), "--model", args.model_id]
+    if args.kube_context:
+        arguments += ["--context", args.kube_context]
+    if args.api_key_secret:
+        arguments += ["--api-key-secret", args.api_key_secret]
+    return arguments
 
 
 def keep(what: str, how_to_remove: str) -> str:

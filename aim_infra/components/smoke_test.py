@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from .host import environment, local_command, python_module
+from .host import environment, local_command, port_forward_arguments, python_module
 
 #: The Deployment is ready when this runs, so /health should answer at once; this covers a pod that restarts.
 HEALTH_WAIT_SECONDS = 300
@@ -42,25 +42,8 @@ class SmokeTest(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SmokeTestArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:SmokeTest", name, None, opts)
-        arguments = [
-            "--port-forward",
-            "--namespace",
-            args.namespace,
-            "--service",
-            args.service,
-            "--deployment",
-            args.service,
-            "--service-port",
-            str(args.service_port),
-            "--model",
-            args.model_id,
-            "--timeout",
-            str(HEALTH_WAIT_SECONDS),
-        ]
-        if args.kube_context:
-            arguments += ["--context", args.kube_context]
-        if args.api_key_secret:
-            arguments += ["--api-key-secret", args.api_key_secret]
+        arguments = port_forward_arguments(args)
+        arguments += ["--timeout", str(HEALTH_WAIT_SECONDS)]
         self.check = local_command(
             f"{name}-check",
             self,
