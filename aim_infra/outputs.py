@@ -25,7 +25,7 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
         f"max_model_len {recipe.max_model_len}",
         f"AIM memory per GPU: weights {fit.weights_gib_per_gpu:.1f} GiB, KV cache {fit.kv_cache_gib_per_gpu:.1f} GiB, "
         f"overhead {fit.overhead_gib_per_gpu:.1f} GiB; {fit.max_concurrent_sequences} concurrent 2k-token requests",
-        *(f"AIM {line.split(None, 1)[0]}: {line.split(None, 1)[1]}" for line in estimate_lines(decision)),
+        *(f"AIM {line[:10].strip()}: {line[10:].strip()}" for line in estimate_lines(decision)),
         f"AIM vllm args: {shlex.join(decision.vllm_args)}",
     ]
     # The capacity table: every candidate with its GPUs, replicas, tokens/s, TTFT/TPOT p95 and why it lost.

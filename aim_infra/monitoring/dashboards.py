@@ -319,28 +319,52 @@ def _recipe_panels() -> list[Json]:
             decimals=0,
         ),
         stat(
-            "Estimated max concurrent sequences",
-            "How many sequences the recipe decision expected the KV cache to hold at once"
-            f" ({names.ESTIMATE_MAX_CONCURRENCY}).",
-            COUNT,
-            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_MAX_CONCURRENCY)})", by_ns)],
-            decimals=0,
+            "Estimate at the workload (calibrated range)",
+            "Output tokens/s of all replicas the recipe decision estimated at the stack's workload: the calibrated"
+            f" range's low end, the estimate, and the high end ({names.ESTIMATE_OUTPUT_TOKENS_LOW},"
+            f" {names.ESTIMATE_OUTPUT_TOKENS}, {names.ESTIMATE_OUTPUT_TOKENS_HIGH}). The calibration version is on"
+            f" {names.ESTIMATE_INFO}.",
+            TOKENS_PER_SECOND,
+            [
+                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW)})", f"low · {by_ns}"),
+                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS)})", f"estimate · {by_ns}"),
+                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH)})", f"high · {by_ns}"),
+            ],
         ),
         stat(
-            "Estimated single-stream speed",
-            f"Decode speed of one sequence the recipe decision expected ({names.ESTIMATE_SINGLE_STREAM}).",
-            TOKENS_PER_SECOND,
-            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_SINGLE_STREAM)})", by_ns)],
+            "Max running sequences per replica (estimate)",
+            "How many sequences one replica runs at once at most, as the decision estimated from --max-num-seqs,"
+            f" the token budget and the KV cache at the workload's lengths ({names.ESTIMATE_MAX_RUNNING}).",
+            COUNT,
+            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_MAX_RUNNING)})", by_ns)],
+            decimals=0,
         ),
         timeseries(
-            "Generation throughput: measured vs estimated",
+            "Generation throughput: measured vs estimate (calibrated range)",
             f"Tokens generated per second by all replicas ({names.GENERATION_TOKENS_RATE}) beside the recipe"
-            f" decision's estimate for all replicas ({names.ESTIMATE_DECODE_TOTAL}, dashed). The estimate is a"
-            " saturated-batch figure: measured throughput reaches it only under enough concurrent load.",
+            " decision's estimate (calibrated range), dashed: its low and high end at the stack's workload"
+            f" ({names.ESTIMATE_OUTPUT_TOKENS_LOW}, {names.ESTIMATE_OUTPUT_TOKENS_HIGH}), and its low end at the"
+            f" load the pods actually run ({names.ESTIMATE_AT_LOAD_LOW}, 5-minute average). The workload band holds"
+            " only under the workload's load; the at-load line follows the running requests, and the"
+            " AimThroughputBelowEstimate alert fires when measured stays below aim:alertThroughputFraction of it.",
             TOKENS_PER_SECOND,
             [
                 Query(_recipe(names.GENERATION_TOKENS_RATE), f"measured · {by_ns}"),
-                Query(_recipe(names.ESTIMATE_DECODE_TOTAL), f"estimated · {by_ns}", dashed=True),
+                Query(
+                    _recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW),
+                    f"estimate (calibrated range) low, at the workload · {by_ns}",
+                    dashed=True,
+                ),
+                Query(
+                    _recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH),
+                    f"estimate (calibrated range) high, at the workload · {by_ns}",
+                    dashed=True,
+                ),
+                Query(
+                    f"avg_over_time({_recipe(names.ESTIMATE_AT_LOAD_LOW)}[5m])",
+                    f"estimate (calibrated range) low, at the observed load · {by_ns}",
+                    dashed=True,
+                ),
             ],
             minimum=0,
         ),
@@ -352,30 +376,45 @@ def _recipe_panels() -> list[Json]:
             minimum=0,
         ),
         timeseries(
-            "TTFT p50 / p95 vs estimated",
+            "TTFT p50 / p95 vs estimate p95 (calibrated range)",
             f"Time to first token, median and 95th percentile ({names.TTFT_P50}, {names.TTFT_P95}), beside the"
-            f" recipe decision's estimate ({names.ESTIMATE_TTFT}, dashed). Queueing adds to TTFT: read it with the"
-            " queue panel.",
+            " low and high end of the recipe decision's p95 estimate at the stack's workload"
+            f" ({names.ESTIMATE_TTFT_P95_LOW}, {names.ESTIMATE_TTFT_P95_HIGH}, dashed). Queueing adds to TTFT: read"
+            " it with the queue panel, and expect the band only under the workload's load.",
             SECONDS,
             [
                 Query(_recipe(names.TTFT_P50), f"p50 · {by_ns}"),
                 Query(_recipe(names.TTFT_P95), f"p95 · {by_ns}"),
-                Query(_recipe(names.ESTIMATE_TTFT), f"estimated · {by_ns}", dashed=True),
+                Query(
+                    _recipe(names.ESTIMATE_TTFT_P95_LOW), f"estimate (calibrated range) p95 low · {by_ns}", dashed=True
+                ),
+                Query(
+                    _recipe(names.ESTIMATE_TTFT_P95_HIGH),
+                    f"estimate (calibrated range) p95 high · {by_ns}",
+                    dashed=True,
+                ),
             ],
             minimum=0,
         ),
         timeseries(
-            "ITL p50 / p95",
-            f"Inter-token latency, median and 95th percentile ({names.ITL_P50}, {names.ITL_P95}). Dashed: the"
-            f" latency one sequence alone would see, 1 / {names.ESTIMATE_SINGLE_STREAM}; batching many sequences"
-            " raises ITL above it.",
+            "ITL p50 / p95 vs estimate TPOT p95 (calibrated range)",
+            f"Inter-token latency, median and 95th percentile ({names.ITL_P50}, {names.ITL_P95}), beside the low and"
+            " high end of the recipe decision's time-per-output-token p95 at the stack's workload"
+            f" ({names.ESTIMATE_TPOT_P95_LOW}, {names.ESTIMATE_TPOT_P95_HIGH}, dashed). ITL is per token and TPOT a"
+            " request's mean, so their p95s differ somewhat (a prefill stall weighs differently in each): read the"
+            " band as the level to expect under the workload's load, not as an exact bound.",
             SECONDS,
             [
                 Query(_recipe(names.ITL_P50), f"p50 · {by_ns}"),
                 Query(_recipe(names.ITL_P95), f"p95 · {by_ns}"),
                 Query(
-                    f"1 / ({_recipe(names.ESTIMATE_SINGLE_STREAM)} > 0)",
-                    f"estimated, one stream · {by_ns}",
+                    _recipe(names.ESTIMATE_TPOT_P95_LOW),
+                    f"estimate (calibrated range) TPOT p95 low · {by_ns}",
+                    dashed=True,
+                ),
+                Query(
+                    _recipe(names.ESTIMATE_TPOT_P95_HIGH),
+                    f"estimate (calibrated range) TPOT p95 high · {by_ns}",
                     dashed=True,
                 ),
             ],

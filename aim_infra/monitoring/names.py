@@ -27,12 +27,28 @@ REQUESTS_WAITING = "aim:num_requests_waiting:sum"
 REQUESTS_RUNNING = "aim:num_requests_running:sum"
 PREEMPTIONS_RATE = "aim:num_preemptions:rate5m"
 GPUS_IN_USE = "aim:gpus_in_use:sum"  # amd.com/gpu requested by the recipe's running pods
-#: The decision's estimates as series (constant recording rules), for estimated-beside-measured panels.
-ESTIMATE_DECODE_PER_REPLICA = "aim:recipe_estimate:decode_tokens_per_second"
-ESTIMATE_DECODE_TOTAL = "aim:recipe_estimate:decode_tokens_per_second:total"  # × replicas
-ESTIMATE_SINGLE_STREAM = "aim:recipe_estimate:single_stream_tokens_per_second"
-ESTIMATE_TTFT = "aim:recipe_estimate:ttft_seconds"
-ESTIMATE_MAX_CONCURRENCY = "aim:recipe_estimate:max_concurrent_sequences"
+#: The decision's estimate (recipes/performance.py, calibrated and ranged, at the stack's workload) as constant series,
+#: for measured-against-range panels and the throughput alert. Totals are all replicas together.
+ESTIMATE_OUTPUT_TOKENS = "aim:recipe_estimate:output_tokens_per_second"
+ESTIMATE_OUTPUT_TOKENS_LOW = "aim:recipe_estimate:output_tokens_per_second:low"
+ESTIMATE_OUTPUT_TOKENS_HIGH = "aim:recipe_estimate:output_tokens_per_second:high"
+ESTIMATE_TTFT_P95 = "aim:recipe_estimate:ttft_p95_seconds"
+ESTIMATE_TTFT_P95_LOW = "aim:recipe_estimate:ttft_p95_seconds:low"
+ESTIMATE_TTFT_P95_HIGH = "aim:recipe_estimate:ttft_p95_seconds:high"
+ESTIMATE_TPOT_P95 = "aim:recipe_estimate:tpot_p95_seconds"
+ESTIMATE_TPOT_P95_LOW = "aim:recipe_estimate:tpot_p95_seconds:low"
+ESTIMATE_TPOT_P95_HIGH = "aim:recipe_estimate:tpot_p95_seconds:high"
+#: One replica's decode step with n running sequences takes about base + n × per_sequence seconds.
+ESTIMATE_STEP_BASE = "aim:recipe_estimate:step_base_seconds"
+ESTIMATE_STEP_PER_SEQUENCE = "aim:recipe_estimate:step_per_sequence_seconds"
+ESTIMATE_THROUGHPUT_LOW_RATIO = "aim:recipe_estimate:throughput_low_ratio"  # calibration's low end / point estimate
+#: The workload's estimated rate over the pure-decode step rate at the same running count (<= 1: prefill steps and
+#: scheduling take the rest), so that at the workload's own load the step model gives the estimate itself.
+ESTIMATE_WORKLOAD_FACTOR = "aim:recipe_estimate:workload_factor"
+ESTIMATE_MAX_RUNNING = "aim:recipe_estimate:max_running_sequences"  # per replica
+ESTIMATE_INFO = "aim:recipe_estimate:info"  # 1, with the calibration version and whether the GPU family was fitted
+#: The low end of the estimate at the load each pod is running now (from the step model), summed over the pods.
+ESTIMATE_AT_LOAD_LOW = "aim:recipe_estimate:output_tokens_per_second:at_load_low"
 RECIPE_REPLICAS = "aim:recipe:replicas"
 
 #: AMD device-metrics-exporter series (ROCm/device-metrics-exporter docs/configuration/metricslist.md: the metric

@@ -127,29 +127,113 @@ def recipe_labels(decision_summary: Mapping[str, Any], namespace: str) -> dict[s
     }
 
 
+def decode_rate(running: float, step_base_seconds: float, step_per_sequence_seconds: float) -> float:
+    """Tokens/s one replica generates with `running` sequences on the estimate's decode step line: each step takes
+    base + running × per_sequence seconds and yields one token per sequence."""
+    return running / (step_base_seconds + running * step_per_sequence_seconds)
+
+
+def workload_factor(estimate: Mapping[str, Any]) -> float:
+    """The estimate's rate at its workload over the pure-decode step rate at the running count that workload keeps
+    per replica (Little's law: requests/s × mean end-to-end latency, capped at the running limit). Below 1 because
+    prefill steps share the GPU with decodes; scaling the step line by it makes the expected rate at the workload's
+    own load equal the estimate (and its low end the range's low end). 1 when the estimate has no load to read."""
+    per_replica = estimate["per_replica"]
+    replicas = int(estimate["layout"]["replicas"])
+    in_flight = float(estimate["requests_per_s"]) * float(estimate["e2e_latency_s"]) / replicas
+    running = min(in_flight, float(per_replica["max_running_sequences"]))
+    if running <= 0 or float(estimate["output_tokens_per_s"]) <= 0:
+        return 1.0
+    base, slope = float(per_replica["step_base_ms"]) / 1000, float(per_replica["step_per_sequence_ms"]) / 1000
+    decode = replicas * decode_rate(running, base, slope)
+    # Never above 1: the step line already is the decode-only ceiling at that running count.
+    return min(float(estimate["output_tokens_per_s"]) / decode, 1.0)
+
+
+def _range(estimate: Mapping[str, Any], key: str, scale: float = 1.0) -> tuple[float, float, float]:
+    """(point, low, high) of one ranged figure of the estimate, times `scale`."""
+    low, high = estimate["range"][key]
+    return float(estimate[key]) * scale, float(low) * scale, float(high) * scale
+
+
 def estimate_group(decision_summary: Mapping[str, Any], namespace: str, replicas: int) -> Group:
-    """The decision's estimate as constant series, labelled like the measured ones, for estimated-beside-measured
-    panels and the throughput alert. `decision_summary` is `Decision.summary()`."""
+    """The decision's estimate (`PerformanceEstimate.as_json()`: at the stack's workload, all replicas, with the
+    calibration's range) as constant series labelled like the measured ones, for measured-against-range panels, and
+    the low end of the estimate at the load the pods are running now, for the throughput alert.
+    `decision_summary` is `Decision.summary()`."""
     _dns_label(namespace, "namespace")
     if replicas < 1:
         raise ValueError(f"replicas {replicas}: expected at least 1")
     estimate = decision_summary["estimate"]
-    per_replica = float(estimate["decode_tokens_per_s"])
+    planned = int(estimate["layout"]["replicas"])
+    if planned != replicas:
+        raise ValueError(f"replicas {replicas}: the decision's estimate is for {planned} (use Selector.with_replicas)")
+    per_replica = estimate["per_replica"]
+    base = float(per_replica["step_base_ms"]) / 1000
+    slope = float(per_replica["step_per_sequence_ms"]) / 1000
+    if not (base > 0 and slope >= 0):
+        raise ValueError(
+            f"estimate step_base_ms {per_replica['step_base_ms']!r}, step_per_sequence_ms "
+            f"{per_replica['step_per_sequence_ms']!r}: expected base > 0 and per sequence >= 0"
+        )
+    calibration = estimate["calibration"]
+    low_ratio = float(calibration["throughput_band"][0])
+    if not low_ratio > 0:
+        raise ValueError(f"estimate calibration throughput_band {calibration['throughput_band']!r}: expected low > 0")
+    output = _range(estimate, "output_tokens_per_s")
+    ttft = _range(estimate, "ttft_p95_ms", 1 / 1000)
+    tpot = _range(estimate, "tpot_p95_ms", 1 / 1000)
     values = (
-        (names.ESTIMATE_DECODE_PER_REPLICA, per_replica),
-        (names.ESTIMATE_DECODE_TOTAL, per_replica * replicas),
-        (names.ESTIMATE_SINGLE_STREAM, float(estimate["single_stream_tokens_per_s"])),
-        (names.ESTIMATE_TTFT, float(estimate["ttft_ms"]) / 1000),
-        (names.ESTIMATE_MAX_CONCURRENCY, float(estimate["max_concurrent_sequences"])),
+        (names.ESTIMATE_OUTPUT_TOKENS, output[0]),
+        (names.ESTIMATE_OUTPUT_TOKENS_LOW, output[1]),
+        (names.ESTIMATE_OUTPUT_TOKENS_HIGH, output[2]),
+        (names.ESTIMATE_TTFT_P95, ttft[0]),
+        (names.ESTIMATE_TTFT_P95_LOW, ttft[1]),
+        (names.ESTIMATE_TTFT_P95_HIGH, ttft[2]),
+        (names.ESTIMATE_TPOT_P95, tpot[0]),
+        (names.ESTIMATE_TPOT_P95_LOW, tpot[1]),
+        (names.ESTIMATE_TPOT_P95_HIGH, tpot[2]),
+        (names.ESTIMATE_STEP_BASE, base),
+        (names.ESTIMATE_STEP_PER_SEQUENCE, slope),
+        (names.ESTIMATE_THROUGHPUT_LOW_RATIO, low_ratio),
+        (names.ESTIMATE_WORKLOAD_FACTOR, workload_factor(estimate)),
+        (names.ESTIMATE_MAX_RUNNING, float(per_replica["max_running_sequences"])),
         (names.RECIPE_REPLICAS, float(replicas)),
     )
     labels = recipe_labels(decision_summary, namespace)
-    return {
-        "name": f"aim.estimate.{namespace}",
-        "rules": [
-            {"record": record, "expr": f"vector({_number(value)})", "labels": dict(labels)} for record, value in values
-        ],
+    rules: list[Rule] = [
+        {"record": record, "expr": f"vector({_number(value)})", "labels": dict(labels)} for record, value in values
+    ]
+    info = {
+        **labels,
+        "calibration": str(calibration["version"]),
+        "calibrated": "true" if calibration["calibrated"] else "false",
     }
+    rules.append({"record": names.ESTIMATE_INFO, "expr": "vector(1)", "labels": info})
+    # Last: rules of a group run in order, so it reads this evaluation's constants.
+    rules.append({"record": names.ESTIMATE_AT_LOAD_LOW, "expr": at_load_low_expr(f'namespace="{namespace}"')})
+    return {"name": f"aim.estimate.{namespace}", "rules": rules}
+
+
+def at_load_low_expr(in_ns: str) -> str:
+    """The low end of the estimate at the load each engine pod runs now, summed per recipe:
+    Σ over pods of n / (base + n × per_sequence) × workload_factor × throughput_low_ratio, n = the pod's running
+    requests. Per pod, not the recipe's mean per replica: the rate is concave in n, so a mean over unevenly loaded
+    replicas would expect more than they can give and page on a load balancer's skew."""
+    on = f"on ({_RECIPE_BY}) group_left ()"
+    running = (
+        f"(vllm:num_requests_running{{{in_ns}}}\n"
+        f"      * on (namespace, pod) group_left ({', '.join(_FRIENDLY)}) {names.POD_RECIPE_INFO}{{{in_ns}}})"
+    )
+    step = (
+        f"({running}\n    * {on} {names.ESTIMATE_STEP_PER_SEQUENCE}{{{in_ns}}}\n"
+        f"    + {on} {names.ESTIMATE_STEP_BASE}{{{in_ns}}})"
+    )
+    per_recipe = f"sum by ({_RECIPE_BY}) (\n    {running}\n  /\n    {step}\n)"
+    return (
+        f"{per_recipe}\n* on ({_RECIPE_BY}) {names.ESTIMATE_WORKLOAD_FACTOR}{{{in_ns}}}\n"
+        f"* on ({_RECIPE_BY}) {names.ESTIMATE_THROUGHPUT_LOW_RATIO}{{{in_ns}}}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ alerts
@@ -162,7 +246,7 @@ class AlertThresholds:
     ttft_p95_seconds: float
     queue_depth: int
     kv_cache_usage: float  # 0-1
-    throughput_fraction: float  # of the estimate at the current concurrency
+    throughput_fraction: float  # of the estimate's low end at the observed load
     gpu_memory_usage: float  # 0-1 of the device's VRAM
 
 
@@ -183,7 +267,10 @@ def default_thresholds(metric: str) -> AlertThresholds:
         ttft_p95_seconds=ttft,
         queue_depth=32,  # a few waiting requests are normal at a full batch; 32 for 5 minutes is a backlog
         kv_cache_usage=0.9,  # vLLM preempts once it is full: at 90% one burst of long requests gets there
-        throughput_fraction=0.25,  # the estimate is a roofline: a quarter of it leaves room for the model's error
+        # Of the LOW end of the calibrated estimate at the observed load, which already holds the model's error (the
+        # worst under-prediction the calibration saw): 30 % below that is a degraded engine, not a model miss, and
+        # leaves room for what the step line does not see (prompts unlike the workload's, rate() on bursty load).
+        throughput_fraction=0.7,
         # vLLM allocates --gpu-memory-utilization (0.9) of HBM up front: 0.9 is the healthy steady state. 0.97 leaves
         # the runtime ~6 GiB of a MI300X before an out-of-memory error.
         gpu_memory_usage=0.97,
@@ -342,10 +429,10 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
             _throughput_expr(in_ns, t.throughput_fraction),
             "15m",
             "warning",
-            "The AIM engine generates far fewer tokens than its recipe's estimate while busy.",
+            "The AIM engine generates fewer tokens than the low end of its recipe's estimate at the load it runs.",
             f"Recipe {recipe} has generated {_printf('%.0f')} tokens/s for 15 minutes while serving requests, less "
-            f"than {_pct(t.throughput_fraction)} of what its estimate predicts at that concurrency "
-            f"({names.ESTIMATE_SINGLE_STREAM} per running request, at most {names.ESTIMATE_DECODE_TOTAL}).",
+            f"than {_pct(t.throughput_fraction)} of the low end of its calibrated estimate at the load it ran "
+            f"({names.ESTIMATE_AT_LOAD_LOW}, averaged over {RATE_WINDOW}).",
         ),
         _alert(
             "AimPreempting",
@@ -380,14 +467,13 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
 
 
 def _throughput_expr(in_ns: str, fraction: float) -> str:
-    """Measured tokens/s below `fraction` of the estimate at the current concurrency: one running request is
-    expected at single-stream speed, N at N times that, capped by the recipe's total decode estimate. Both sides
-    are 5-minute averages so bursty traffic is not compared with an idle-inclusive rate."""
+    """Measured tokens/s below `fraction` of the estimate's low end at the observed load, while busy. Both sides are
+    5-minute averages. The expected side averages the recorded rate, not the running count: the rate is concave in
+    the count, so the rate at a mean count over-expects bursty traffic (10 % of the time at 320 running yields a
+    tenth of the rate at 320, far below the rate at 32)."""
     on = f"on ({_RECIPE_BY})"
+    expected = f"avg_over_time({names.ESTIMATE_AT_LOAD_LOW}{{{in_ns}}}[{RATE_WINDOW}])"
     running = f"avg_over_time({names.REQUESTS_RUNNING}{{{in_ns}}}[{RATE_WINDOW}])"
-    at_load = f"{running} * {on} {names.ESTIMATE_SINGLE_STREAM}{{{in_ns}}}"
-    total = f"{names.ESTIMATE_DECODE_TOTAL}{{{in_ns}}}"
-    expected = f"(\n    ({at_load} < {on} {total})\n    or {on}\n    {total}\n  )"
     return (
         f"(\n  {names.GENERATION_TOKENS_RATE}{{{in_ns}}}\n  < {on}\n  {_number(fraction)} * {expected}\n)\n"
         f"and {on}\n({running} > 0)"

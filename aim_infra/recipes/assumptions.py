@@ -1,4 +1,4 @@
-"""The engine's planning constants in one place: overheads, the concurrency floor and the roofline's reference load."""
+"""The memory fit's planning constants in one place: runtime overheads and the concurrency floor."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Assumptions(BaseModel):
-    """Numbers the fit check and the estimate rest on. Each is a deliberate, documented simplification
-    (README: "The estimate's assumptions"); change them here, never inline."""
+    """Numbers the memory fit rests on. Each is a deliberate, documented simplification (README: "Memory fit");
+    change them here, never inline. The performance model's constants are calibrated data: recipes/performance.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,22 +27,6 @@ class Assumptions(BaseModel):
         default=8, description="KV must hold one max_model_len sequence plus this many minus one typical requests."
     )
     typical_request_tokens: int = Field(default=2048, description="Prompt + output of a typical chat request.")
-
-    # --- the roofline estimate ----------------------------------------------------------------------------------
-    reference_batch: int = Field(default=256, description="Concurrent sequences a throughput deployment runs at.")
-    reference_context_tokens: int = Field(default=1536, description="Mean context length during decode.")
-    reference_prompt_tokens: int = Field(default=2048, description="Prompt length the time-to-first-token uses.")
-    reference_output_tokens: int = Field(
-        default=256, description="Tokens a reference request generates: latency ranks by its end-to-end time."
-    )
-    hbm_efficiency: float = Field(default=0.75, description="Share of peak HBM bandwidth a decode step reaches.")
-    compute_efficiency: float = Field(default=0.45, description="Share of peak matrix TFLOPS prefill reaches.")
-    allreduce_latency_us: float = Field(default=12.0, description="Fixed cost of one tensor-parallel all-reduce.")
-    step_overhead_ms: float = Field(default=1.5, description="Scheduler, sampler and launch cost per decode step.")
-
-    # --- ranking ------------------------------------------------------------------------------------------------
-    metric_match_bonus: float = Field(default=0.05, description="Edge for a recipe tuned for the requested metric.")
-    validated_bonus: float = Field(default=0.02, description="Edge for a recipe its publisher validated.")
 
 
 DEFAULT_ASSUMPTIONS = Assumptions()

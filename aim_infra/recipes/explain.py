@@ -32,7 +32,9 @@ def estimate_lines(decision: Decision) -> list[str]:
     cal = est.calibration
     workload = decision.workload.describe()
     origin = (
-        "aim:workload" if decision.sized else "default workload; set aim:workload (or --input-tokens ...) for yours"
+        "aim:workload"
+        if decision.sized
+        else f"the default for a {decision.metric} goal; set aim:workload (or --input-tokens …) for your traffic"
     )
     lines = [
         f"workload  {workload} ({origin})",
@@ -41,7 +43,7 @@ def estimate_lines(decision: Decision) -> list[str]:
         f"TTFT mean ~{est.ttft_ms:,.0f} ms, p95 ~{est.ttft_p95_ms:,.0f} ms (range {_span(*r['ttft_p95_ms'], ',.0f')}); "
         f"TPOT mean ~{est.tpot_ms:,.1f} ms, p95 ~{est.tpot_p95_ms:,.1f} ms (range {_span(*r['tpot_p95_ms'], ',.1f')}); "
         f"request ~{est.e2e_latency_s:,.2f} s",
-        f"capacity  ~{est.saturation_output_tokens_per_s:,.0f} output tok/s with every replica full "
+        f"full load ~{est.saturation_output_tokens_per_s:,.0f} output tok/s with every replica full "
         f"({est.max_running_per_replica} running sequences per replica: max-num-seqs, token budget and KV cache at "
         f"these lengths)",
     ]

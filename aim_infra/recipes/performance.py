@@ -202,7 +202,9 @@ def run_load(
         for clients, count in ((base + 1, extra), (base, engines - extra)):
             if count and clients:
                 per_engine = max(1, round(total * clients / workload.concurrency))
-                shares.append((Load(workload.input_tokens, workload.output_tokens, per_engine, clients=clients), count))
+                stagger = _request_seconds(model, workload, min(clients, cap)) if steady_state else 0.0
+                load = Load(workload.input_tokens, workload.output_tokens, per_engine, clients=clients, stagger=stagger)
+                shares.append((load, count))
     else:
         rate = float(workload.requests_per_second or 0) / engines
         per_engine = max(1, math.ceil(total / engines))
@@ -220,6 +222,13 @@ def run_load(
         warmup = load.clients if steady_state and load.clients and len(result.requests) > load.clients else 0
         _collect(result, workload.output_tokens, ttft, tpot, e2e, weight=count, skip=warmup)
     return LoadStats(throughput, rate_done, ttft, tpot, e2e)
+
+
+def _request_seconds(model: ReplicaModel, workload: Workload, running: int) -> float:
+    """Roughly how long one request takes with `running` in flight: its prompt, then its output at that batch."""
+    context = running * (workload.input_tokens + workload.output_tokens / 2)
+    prompt = model.cost.seconds(0, workload.input_tokens, 0, workload.input_tokens**2 / 2)
+    return prompt + workload.output_tokens * model.cost.seconds(running, 0, context)
 
 
 def _collect(

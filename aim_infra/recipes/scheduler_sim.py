@@ -34,6 +34,7 @@ class Load:
     clients: int | None = None
     rate: float | None = None
     seed: int = 20261205
+    stagger: float = 0.0  # closed loop: the clients' first requests spread evenly over this many seconds
 
 
 @dataclass(slots=True)
@@ -83,10 +84,9 @@ def simulate(
 
     if load.clients is not None:
         first = min(load.clients, load.requests)
-        for _ in range(first):
-            times.append(RequestTimes(arrival=0.0))
-            waiting.append(len(times) - 1)
-        submitted = first
+        # Started together, fixed-length requests stay in lockstep for ever; real clients do not.
+        pending.extend(load.stagger * i / first for i in range(first))
+        pending.reverse()
     else:
         rng = random.Random(load.seed)
         rate = float(load.rate or 1.0)

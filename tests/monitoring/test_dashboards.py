@@ -295,9 +295,20 @@ def test_dashboards_module_never_imports_pulumi() -> None:
 # ---------------------------------------------------------------- what the dashboards show
 
 RECIPE_PANELS = {
-    "Generation throughput": {names.GENERATION_TOKENS_RATE, names.ESTIMATE_DECODE_TOTAL},
-    "TTFT": {names.TTFT_P50, names.TTFT_P95, names.ESTIMATE_TTFT},
-    "ITL": {names.ITL_P50, names.ITL_P95},
+    "Generation throughput": {
+        names.GENERATION_TOKENS_RATE,
+        names.ESTIMATE_OUTPUT_TOKENS_LOW,
+        names.ESTIMATE_OUTPUT_TOKENS_HIGH,
+        names.ESTIMATE_AT_LOAD_LOW,
+    },
+    "TTFT": {names.TTFT_P50, names.TTFT_P95, names.ESTIMATE_TTFT_P95_LOW, names.ESTIMATE_TTFT_P95_HIGH},
+    "ITL": {names.ITL_P50, names.ITL_P95, names.ESTIMATE_TPOT_P95_LOW, names.ESTIMATE_TPOT_P95_HIGH},
+    "Estimate at the workload": {
+        names.ESTIMATE_OUTPUT_TOKENS_LOW,
+        names.ESTIMATE_OUTPUT_TOKENS,
+        names.ESTIMATE_OUTPUT_TOKENS_HIGH,
+    },
+    "Max running sequences": {names.ESTIMATE_MAX_RUNNING},
     "Queue": {names.REQUESTS_WAITING, names.REQUESTS_RUNNING},
     "KV cache": {names.KV_CACHE_USAGE},
     "Request rate": {names.REQUESTS_RATE},
@@ -328,11 +339,31 @@ def test_recipe_panels_repeat_per_recipe_and_filter_by_namespace_and_recipe() ->
             assert 'namespace=~"$namespace"' in target["expr"] and 'recipe=~"$recipe"' in target["expr"]
 
 
-def test_estimates_are_drawn_dashed_beside_the_measurements() -> None:
-    panel = _by_title(dashboards.recipe_performance_dashboard(), "Generation throughput")
-    estimate = next(t["refId"] for t in panel["targets"] if names.ESTIMATE_DECODE_TOTAL in t["expr"])
+@pytest.mark.parametrize("title", ["Generation throughput", "TTFT", "ITL"])
+def test_estimates_are_drawn_dashed_beside_the_measurements(title: str) -> None:
+    panel = _by_title(dashboards.recipe_performance_dashboard(), title)
+    estimates = [t["refId"] for t in panel["targets"] if "aim:recipe_estimate:" in t["expr"]]
+    measured = [t["refId"] for t in panel["targets"] if "aim:recipe_estimate:" not in t["expr"]]
+    assert estimates and measured
     dashed = [override["matcher"]["options"] for override in panel["fieldConfig"]["overrides"]]
-    assert dashed == [estimate]
+    assert dashed == estimates
+    assert "(calibrated range)" in panel["title"]
+    for target in panel["targets"]:
+        if target["refId"] in estimates:
+            assert target["legendFormat"].startswith("estimate (calibrated range)"), target["legendFormat"]
+
+
+def test_the_throughput_panel_shows_the_low_end_at_the_observed_load_averaged_like_the_alert() -> None:
+    panel = _by_title(dashboards.recipe_performance_dashboard(), "Generation throughput")
+    [at_load] = [t["expr"] for t in panel["targets"] if names.ESTIMATE_AT_LOAD_LOW in t["expr"]]
+    assert at_load.startswith("avg_over_time(") and at_load.endswith("[5m])")
+
+
+def test_no_dashboard_mentions_the_old_roofline() -> None:
+    for name in DASHBOARD_NAMES:
+        text = dashboards.dashboard_json(name).lower()
+        for gone in ("roofline", "decode_tokens_per_second", "single_stream", "max_concurrent_sequences"):
+            assert gone not in text, (name, gone)
 
 
 def test_kv_cache_panels_show_the_0_to_1_gauge_as_percent() -> None:

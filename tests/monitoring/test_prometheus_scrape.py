@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from aim_infra.monitoring import names, rules
-from tests.monitoring.support import StackRules, stack_rules, tool
+from tests.monitoring.support import StackRules, expected_low, stack_rules, tool
 
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 NODE = "gpu-node-1"
@@ -268,8 +268,9 @@ EXPECTED = (
     names.REQUESTS_RUNNING,
     names.PREEMPTIONS_RATE,
     names.GPUS_IN_USE,
-    names.ESTIMATE_DECODE_TOTAL,
-    names.ESTIMATE_TTFT,
+    names.ESTIMATE_OUTPUT_TOKENS_LOW,
+    names.ESTIMATE_TTFT_P95_HIGH,
+    names.ESTIMATE_AT_LOAD_LOW,
     names.RECIPE_REPLICAS,
 )
 
@@ -321,8 +322,10 @@ def test_real_prometheus_records_aim_series_with_recipe_labels(
     assert 0.1 < values[names.TTFT_P50] <= values[names.TTFT_P95] <= 0.25
     assert 0.01 < values[names.ITL_P95] <= 0.025
     assert 5 < values[names.E2E_P95] <= 10
-    assert values[names.ESTIMATE_DECODE_TOTAL] == pytest.approx(estimate["decode_tokens_per_s"] * ctx.replicas)
-    assert values[names.ESTIMATE_TTFT] == pytest.approx(estimate["ttft_ms"] / 1000)
+    assert values[names.ESTIMATE_OUTPUT_TOKENS_LOW] == pytest.approx(estimate["range"]["output_tokens_per_s"][0])
+    assert values[names.ESTIMATE_TTFT_P95_HIGH] == pytest.approx(estimate["range"]["ttft_p95_ms"][1] / 1000)
+    # The fake engine runs 7 requests: the low end of the estimate at that load, worked out by the promtool tests.
+    assert values[names.ESTIMATE_AT_LOAD_LOW] == pytest.approx(expected_low(estimate, [7]))
     assert values[names.RECIPE_REPLICAS] == ctx.replicas
 
     # The alert group loaded too, and nothing is on fire for this healthy engine.

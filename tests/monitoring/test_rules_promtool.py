@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from aim_infra.monitoring import names, rules
-from tests.monitoring.support import ROOT, STACKS, StackRules, stack_rules, tool
+from tests.monitoring.support import ROOT, STACKS, StackRules, expected_low, stack_rules, step_rate, tool
 
 MINUTES = 60  # the length of every synthetic series, in one-minute samples
 NODE = "gpu-node-1"
@@ -378,24 +378,60 @@ def ttft_series(ctx: StackRules, pod: str, *, slow: bool) -> list[dict]:
 
 def throughput_cases(ctx: StackRules, pod: str, recipe: dict[str, str]) -> list[Case]:
     estimate = ctx.summary["estimate"]
+    fraction = ctx.thresholds.throughput_fraction
+    other = pod_name(ctx, "b7m2p")
     running = 100
-    at_load = min(running * estimate["single_stream_tokens_per_s"], estimate["decode_tokens_per_s"] * ctx.replicas)
-    slow = 100.0  # tokens/s
-    assert slow < ctx.thresholds.throughput_fraction * at_load, "the slow case must be slow for this recipe"
-    healthy = math.ceil(2 * ctx.thresholds.throughput_fraction * at_load)
+    threshold = fraction * expected_low(estimate, [running])
+    slow, healthy = math.floor(0.9 * threshold), math.ceil(1.1 * threshold)
 
-    def load(tokens_per_second: float, requests: int) -> list[dict]:
-        return [
-            pod_labels(ctx, pod),
-            vllm(ctx, "vllm:num_requests_running", pod, const(requests)),
-            vllm(ctx, "vllm:generation_tokens_total", pod, growing(tokens_per_second * 60)),
-        ]
+    def load(tokens_per_second: float, running_by_pod: dict[str, str]) -> list[dict]:
+        """Pods running the given requests (a promtool values string each), generating tokens_per_second together."""
+        out = []
+        for index, (name, values) in enumerate(running_by_pod.items()):
+            out += [pod_labels(ctx, name), vllm(ctx, "vllm:num_requests_running", name, values)]
+            share = tokens_per_second if index == 0 else 0.0  # the counter of one pod carries the whole rate
+            out.append(vllm(ctx, "vllm:generation_tokens_total", name, growing(share * 60)))
+        return out
+
+    # Two pods, 200 and 4 running: the sum of the per-pod rates is well below twice the rate at the mean (102).
+    uneven = fraction * expected_low(estimate, [200, 4])
+    at_mean = fraction * expected_low(estimate, [102, 102])
+    assert at_mean > 1.2 * uneven, "no room between per-pod and mean-count expectations for this recipe"
+    between = math.ceil((uneven + at_mean) / 2)
+    # One pod alternating 0 and 200 running each minute: the expected rate averages half the rate at 200 (3 or
+    # 2 of the window's 5-6 samples), far below the rate at the mean count of 100.
+    bursty_high = fraction * 0.6 * expected_low(estimate, [200])
+    bursty_at_mean = fraction * expected_low(estimate, [100])
+    assert bursty_at_mean > 1.2 * bursty_high, "no room between averaged-rate and averaged-count expectations"
+    bursty = math.ceil((bursty_high + bursty_at_mean) / 2)
+    alternating = " ".join("0" if minute % 2 else "200" for minute in range(MINUTES))
+    # Two running requests, generating at the estimate's low end for that load: far below the workload's range (and
+    # the saturated rate), which the alert must not compare with.
+    light = math.ceil(expected_low(estimate, [2]))
+    assert light < estimate["range"]["output_tokens_per_s"][0]
 
     name = "AimThroughputBelowEstimate"
     return [
-        Case(name, f"{running} running requests at {slow:g} tokens/s", load(slow, running), 30, [(recipe, slow)]),
-        Case(name, f"{running} running requests at {healthy} tokens/s", load(healthy, running), 30),
-        Case(name, "tokens trickle in with no request running", load(slow, 0), 30),
+        Case(name, f"{running} running at {slow} tokens/s", load(slow, {pod: const(running)}), 30, [(recipe, slow)]),
+        Case(name, f"{running} running at {healthy} tokens/s", load(healthy, {pod: const(running)}), 30),
+        Case(
+            name,
+            f"200 and 4 running at {between} tokens/s: above the per-pod sum",
+            load(between, {pod: const(200), other: const(4)}),
+            30,
+        ),
+        Case(
+            name,
+            "200 and 4 running, below the per-pod sum",
+            load(math.floor(0.9 * uneven), {pod: const(200), other: const(4)}),
+            30,
+            [(recipe, math.floor(0.9 * uneven))],
+        ),
+        Case(
+            name, f"bursts of 200 running every other minute at {bursty} tokens/s", load(bursty, {pod: alternating}), 30
+        ),
+        Case(name, f"2 running at {light} tokens/s, the low end at that load", load(light, {pod: const(2)}), 30),
+        Case(name, "tokens trickle in with no request running", load(slow, {pod: const(0)}), 30),
     ]
 
 
@@ -546,6 +582,14 @@ def recording_test(ctx: StackRules, rule_path: Path) -> dict[str, Any]:
         rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
         return {"labels": f"{{{rendered}}}", "value": value}
 
+    def close(record: str, value: float) -> dict[str, Any]:
+        """1 when the series is within a billionth of `value` (the constants hold ten significant digits)."""
+        return {
+            "expr": f"abs({record} / {value!r} - 1) < bool 1e-9",
+            "eval_time": "20m",
+            "exp_samples": [sample(1)],
+        }
+
     def rounded(record: str, value: float) -> dict[str, Any]:
         # round(): promtool compares floats exactly; `round(v, 0.0001)` divides by 10000, hitting the decimal.
         return {"expr": f"round({record}, 0.0001)", "eval_time": "20m", "exp_samples": [sample(value)]}
@@ -576,16 +620,10 @@ def recording_test(ctx: StackRules, rule_path: Path) -> dict[str, Any]:
         rounded(names.E2E_P95, 9.75),
         rounded(names.GPUS_IN_USE, 1),
     ]
-    estimate = ctx.summary["estimate"]
-    for record, value in (
-        (names.ESTIMATE_DECODE_PER_REPLICA, estimate["decode_tokens_per_s"]),
-        (names.ESTIMATE_DECODE_TOTAL, estimate["decode_tokens_per_s"] * ctx.replicas),
-        (names.ESTIMATE_SINGLE_STREAM, estimate["single_stream_tokens_per_s"]),
-        (names.ESTIMATE_TTFT, estimate["ttft_ms"] / 1000),
-        (names.ESTIMATE_MAX_CONCURRENCY, estimate["max_concurrent_sequences"]),
-        (names.RECIPE_REPLICAS, ctx.replicas),
-    ):
-        expressions.append(rounded(record, round(value, 4)))
+    for record, value in estimate_values(ctx.summary["estimate"], ctx.replicas).items():
+        expressions.append(close(record, value))
+    # Both pods of the recipe report running requests (7 and 5): the low end at that load sums the two.
+    expressions.append(close(names.ESTIMATE_AT_LOAD_LOW, expected_low(ctx.summary["estimate"], [7, 5])))
     no_errors = [
         vllm(ctx, "http_requests_total", pod, growing(120), handler="/v1/completions", method="POST", status="2xx"),
         pod_labels(ctx, pod),
@@ -623,26 +661,145 @@ def test_recording_rules_join_vllm_series_to_the_recipe(stack: str, tmp_path: Pa
 # ------------------------------------------------------------------------------------------------ pure checks
 
 
+def estimate_values(estimate: dict[str, Any], replicas: int) -> dict[str, float]:
+    """The constant series an estimate (PerformanceEstimate.as_json) should become, worked out here."""
+    ranged = estimate["range"]
+    per_replica = estimate["per_replica"]
+    workload_running = estimate["requests_per_s"] * estimate["e2e_latency_s"] / replicas
+    workload_running = min(workload_running, per_replica["max_running_sequences"])
+    factor = min(1.0, estimate["output_tokens_per_s"] / (replicas * step_rate(estimate, workload_running)))
+    return {
+        names.ESTIMATE_OUTPUT_TOKENS: estimate["output_tokens_per_s"],
+        names.ESTIMATE_OUTPUT_TOKENS_LOW: ranged["output_tokens_per_s"][0],
+        names.ESTIMATE_OUTPUT_TOKENS_HIGH: ranged["output_tokens_per_s"][1],
+        names.ESTIMATE_TTFT_P95: estimate["ttft_p95_ms"] / 1000,
+        names.ESTIMATE_TTFT_P95_LOW: ranged["ttft_p95_ms"][0] / 1000,
+        names.ESTIMATE_TTFT_P95_HIGH: ranged["ttft_p95_ms"][1] / 1000,
+        names.ESTIMATE_TPOT_P95: estimate["tpot_p95_ms"] / 1000,
+        names.ESTIMATE_TPOT_P95_LOW: ranged["tpot_p95_ms"][0] / 1000,
+        names.ESTIMATE_TPOT_P95_HIGH: ranged["tpot_p95_ms"][1] / 1000,
+        names.ESTIMATE_STEP_BASE: per_replica["step_base_ms"] / 1000,
+        names.ESTIMATE_STEP_PER_SEQUENCE: per_replica["step_per_sequence_ms"] / 1000,
+        names.ESTIMATE_THROUGHPUT_LOW_RATIO: estimate["calibration"]["throughput_band"][0],
+        names.ESTIMATE_WORKLOAD_FACTOR: factor,
+        names.ESTIMATE_MAX_RUNNING: per_replica["max_running_sequences"],
+        names.RECIPE_REPLICAS: replicas,
+    }
+
+
+def constants(group: dict[str, Any]) -> dict[str, float]:
+    """The group's constant series by name (the info series aside)."""
+    return {
+        r["record"]: float(r["expr"][7:-1])
+        for r in group["rules"]
+        if r["expr"].startswith("vector(") and r["record"] != names.ESTIMATE_INFO
+    }
+
+
+def hand_made_estimate(**changes: Any) -> dict[str, Any]:
+    """An estimate in PerformanceEstimate.as_json()'s shape, with round numbers: 2 replicas, a 10 ms + 0.1 ms × n
+    decode step, 4 requests/s of 10 s each (20 running per replica)."""
+    estimate: dict[str, Any] = {
+        "kind": "estimate",
+        "output_tokens_per_s": 2500.0,
+        "ttft_ms": 400.0,
+        "tpot_ms": 20.0,
+        "e2e_latency_s": 10.0,
+        "ttft_p95_ms": 800.0,
+        "tpot_p95_ms": 25.0,
+        "requests_per_s": 4.0,
+        "range": {
+            "output_tokens_per_s": [2250.0, 3000.0],
+            "ttft_ms": [380.0, 600.0],
+            "tpot_ms": [19.0, 30.0],
+            "e2e_latency_s": [9.5, 15.0],
+            "ttft_p95_ms": [760.0, 1200.0],
+            "tpot_p95_ms": [24.0, 37.5],
+        },
+        "calibration": {"version": "cal-test", "calibrated": True, "throughput_band": [0.9, 1.2], "latency_band": []},
+        "workload": {"inputTokens": 1000, "outputTokens": 250, "concurrency": 40},
+        "layout": {"gpu": "MI300X", "gpu_count": 2, "replicas": 2, "tensor_parallel_size": 1},
+        "saturation_output_tokens_per_s": 9000.0,
+        "per_replica": {
+            "max_running_sequences": 256,
+            "kv_capacity_sequences": 300,
+            "step_base_ms": 10.0,
+            "step_per_sequence_ms": 0.1,
+        },
+    }
+    for key, value in changes.items():
+        target = estimate
+        *path, last = key.split("__")
+        for part in path:
+            target = target[part]
+        target[last] = value
+    return estimate
+
+
+def hand_made_summary(**changes: Any) -> dict[str, Any]:
+    return {"recipe_id": "r-tp1", "model": "org/Model-8B", "gpu": "MI300X", "estimate": hand_made_estimate(**changes)}
+
+
+def test_a_hand_made_estimate_becomes_these_series() -> None:
+    group = rules.estimate_group(hand_made_summary(), "aim", 2)
+    values = constants(group)
+    # 20 running per replica: 20 / (0.010 + 20 × 0.0001) s = 1666.67 tok/s each, 3333.3 for two; 2500 of it.
+    assert values[names.ESTIMATE_WORKLOAD_FACTOR] == pytest.approx(0.75)
+    assert values == pytest.approx(estimate_values(hand_made_estimate(), 2))
+    assert values[names.ESTIMATE_OUTPUT_TOKENS_LOW] == 2250 and values[names.ESTIMATE_TPOT_P95_HIGH] == 0.0375
+    assert values[names.ESTIMATE_STEP_BASE] == 0.01 and values[names.ESTIMATE_STEP_PER_SEQUENCE] == 0.0001
+    info = next(r for r in group["rules"] if r["record"] == names.ESTIMATE_INFO)
+    assert info["labels"]["calibration"] == "cal-test" and info["labels"]["calibrated"] == "true"
+    assert group["rules"][-1]["record"] == names.ESTIMATE_AT_LOAD_LOW, "must run after the constants it reads"
+    # At the workload's own load (20 running on each replica) the expected low end is the range's low end.
+    assert expected_low(hand_made_estimate(), [20, 20]) == pytest.approx(2250)
+
+
+def test_the_workload_factor_never_raises_the_step_line_and_needs_a_load() -> None:
+    assert rules.workload_factor(hand_made_estimate(output_tokens_per_s=9999.0)) == 1.0
+    assert rules.workload_factor(hand_made_estimate(requests_per_s=0.0)) == 1.0
+    # A queue beyond the running cap counts as the cap: 4 req/s × 200 s = 400 per replica, capped at 256.
+    capped = rules.workload_factor(hand_made_estimate(e2e_latency_s=200.0))
+    assert capped == pytest.approx(2500 / (2 * 256 / (0.010 + 256 * 0.0001)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "replicas", "message"),
+    [
+        ({}, 3, "replicas 3: the decision's estimate is for 2"),
+        ({"per_replica__step_base_ms": 0.0}, 2, "step_base_ms 0.0"),
+        ({"per_replica__step_per_sequence_ms": -1.0}, 2, "step_per_sequence_ms -1.0"),
+        ({"calibration__throughput_band": [0.0, 1.2]}, 2, "throughput_band"),
+        ({"output_tokens_per_s": float("nan")}, 2, "not a finite number"),
+    ],
+)
+def test_a_bad_estimate_is_refused_with_the_key(changes: dict[str, Any], replicas: int, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rules.estimate_group(hand_made_summary(**changes), "aim", replicas)
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_estimate_series_carry_the_labels_the_engine_puts_on_its_pods(stack: str) -> None:
     ctx = stack_rules(stack)
     group = ctx.estimate_group()
-    assert [rule["record"] for rule in group["rules"]] == [
-        names.ESTIMATE_DECODE_PER_REPLICA,
-        names.ESTIMATE_DECODE_TOTAL,
-        names.ESTIMATE_SINGLE_STREAM,
-        names.ESTIMATE_TTFT,
-        names.ESTIMATE_MAX_CONCURRENCY,
-        names.RECIPE_REPLICAS,
-    ]
+    expected = estimate_values(ctx.summary["estimate"], ctx.replicas)
+    assert [rule["record"] for rule in group["rules"]] == [*expected, names.ESTIMATE_INFO, names.ESTIMATE_AT_LOAD_LOW]
     for rule in group["rules"]:
-        assert rule["labels"] == {"namespace": ctx.namespace, **ctx.labels}
-        assert re.fullmatch(r"vector\([0-9.e+-]+\)", rule["expr"])
-    values = {rule["record"]: float(rule["expr"][7:-1]) for rule in group["rules"]}
-    estimate = ctx.summary["estimate"]
-    assert values[names.ESTIMATE_TTFT] == pytest.approx(estimate["ttft_ms"] / 1000)
-    assert values[names.ESTIMATE_DECODE_TOTAL] == pytest.approx(estimate["decode_tokens_per_s"] * ctx.replicas)
-    assert values[names.RECIPE_REPLICAS] == ctx.replicas
+        labels = {"namespace": ctx.namespace, **ctx.labels}
+        if rule["record"] == names.ESTIMATE_AT_LOAD_LOW:
+            assert "labels" not in rule and f'namespace="{ctx.namespace}"' in rule["expr"]
+        elif rule["record"] == names.ESTIMATE_INFO:
+            assert labels.items() <= rule["labels"].items()
+        else:
+            assert rule["labels"] == labels
+            assert re.fullmatch(r"vector\([0-9.e+-]+\)", rule["expr"])
+    assert constants(group) == pytest.approx(expected)
+
+
+def test_no_rule_compares_with_a_saturation_figure_or_the_old_roofline() -> None:
+    text = rules.rule_file(stack_rules("prod").groups())
+    for gone in ("decode_tokens_per_second", "single_stream", "max_concurrent_sequences", "saturation"):
+        assert gone not in text
 
 
 def test_thresholds_follow_the_recipe_metric() -> None:

@@ -54,11 +54,36 @@ def test_estimates_become_series_with_the_decisions_numbers(dev: PlanResult) -> 
     groups = rule(dev).inputs["spec"]["groups"]
     estimate = next(g for g in groups if g["name"].startswith("aim.estimate"))
     by_name = {r["record"]: r for r in estimate["rules"]}
-    decode = by_name["aim:recipe_estimate:decode_tokens_per_second"]
-    assert float(decode["expr"].removeprefix("vector(").removesuffix(")")) == pytest.approx(
-        dev.outputs["recipe"]["estimate"]["decode_tokens_per_s"]
+    estimate = dev.outputs["recipe"]["estimate"]
+
+    def value(record: str) -> float:
+        return float(by_name[record]["expr"].removeprefix("vector(").removesuffix(")"))
+
+    low, high = estimate["range"]["output_tokens_per_s"]
+    assert value("aim:recipe_estimate:output_tokens_per_second:low") == pytest.approx(low)
+    assert value("aim:recipe_estimate:output_tokens_per_second:high") == pytest.approx(high)
+    assert value("aim:recipe_estimate:tpot_p95_seconds:high") == pytest.approx(
+        estimate["range"]["tpot_p95_ms"][1] / 1e3
     )
-    assert decode["labels"]["recipe"] == dev.outputs["recipe"]["recipe_id"]
+    assert value("aim:recipe_estimate:step_base_seconds") == pytest.approx(
+        estimate["per_replica"]["step_base_ms"] / 1e3
+    )
+    assert value("aim:recipe_estimate:throughput_low_ratio") == pytest.approx(
+        estimate["calibration"]["throughput_band"][0]
+    )
+    assert value("aim:recipe:replicas") == estimate["layout"]["replicas"]
+    low_series = by_name["aim:recipe_estimate:output_tokens_per_second:low"]
+    assert low_series["labels"]["recipe"] == dev.outputs["recipe"]["recipe_id"]
+    assert not [name for name in by_name if "decode_tokens" in name or "single_stream" in name]
+
+
+def test_the_throughput_alert_follows_the_configured_fraction_of_the_low_end_at_load() -> None:
+    result = run_stack("dev", {"aim:alertThroughputFraction": "0.55"})
+    assert result.error is None, result.error
+    alerts = {r["alert"]: r for g in rule(result).inputs["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    expr = alerts["AimThroughputBelowEstimate"]["expr"]
+    assert "0.55 * avg_over_time(aim:recipe_estimate:output_tokens_per_second:at_load_low" in expr
+    assert "saturation" not in expr
 
 
 def test_alert_thresholds_come_from_config() -> None:

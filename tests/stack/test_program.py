@@ -240,7 +240,11 @@ def test_no_secret_resources_without_secrets(dev: PlanResult) -> None:
 def test_recipe_is_logged_and_exported(dev: PlanResult) -> None:
     messages = [m for level, m in dev.logs if level == "info"]
     assert any(m.startswith("AIM recipe: ") for m in messages)
-    assert any(m.startswith("AIM estimate (roofline, not measured)") for m in messages)
+    assert any(m.startswith("AIM estimate: ~") and "range" in m for m in messages)
+    assert any(m.startswith("AIM basis: estimated, not measured") for m in messages)
+    assert any(m.startswith("AIM workload: 1024 in / 256 out tokens, 32 concurrent") for m in messages)  # dev stack
+    table = [m for m in messages if m.startswith("AIM capacity: ")]
+    assert "TTFT P95" in table[0] and any("chosen" in m for m in table)
     assert {"recipe", "recipeExplanation", "vllmArgs", "namespace", "image", "endpoint", "verify"} <= set(dev.outputs)
     assert dev.outputs["vllmArgs"] == dev.outputs["recipe"]["vllm_args"]
     assert "CANDIDATE" in dev.outputs["recipeExplanation"]
