@@ -40,7 +40,7 @@ def main() -> None:
     plan = wall_times([sys.executable, "-m", "aim_infra", "plan", "--stack", options.stack], options.repeat)
     bare_median, plan_median = statistics.median(bare), statistics.median(plan)
     ratio = plan_median / bare_median
-    print(f"bare `python -c \"{BARE_IMPORT}\"`: median {bare_median:.2f} s (min {min(bare):.2f}, max {max(bare):.2f})")
+    print(f'bare `python -c "{BARE_IMPORT}"`: median {bare_median:.2f} s (min {min(bare):.2f}, max {max(bare):.2f})')
     print(
         f"`python -m aim_infra plan --stack {options.stack}`: median {plan_median:.2f} s "
         f"(min {min(plan):.2f}, max {max(plan):.2f})"
