@@ -6,6 +6,7 @@ import shlex
 
 from .recipes.explain import capacity_rows, estimate_lines, table
 from .recipes.selection import Decision
+from .recipes.workload import benchmark_requests
 from .settings import StackConfig
 
 NODE_IP_COMMAND = (
@@ -61,6 +62,13 @@ def lifecycle_log_lines(stack: StackConfig) -> list[str]:
     )
     if s.smoke_test:
         lines.append("AIM smoke test: after the rollout, /health, /v1/models and one chat completion (port-forward)")
+    if s.benchmark:
+        workload = s.workload_or_default
+        lines.append(
+            f"AIM benchmark: after the rollout, GuideLLM sends {benchmark_requests(workload)} requests of "
+            f"{workload.input_tokens} in / {workload.output_tokens} out tokens at {workload.load_text()} through a "
+            "port-forward; stack output `benchmark` holds measured beside estimated"
+        )
     return lines
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .recipes.errors import AimError
 from .recipes.precision import PrecisionWish
-from .recipes.workload import Workload, parse_workload
+from .recipes.workload import Workload, default_workload, parse_workload
 
 NAMESPACE = "aim"
 SECRET_KEYS = ("hfToken", "apiKey", "grafanaAdminPassword")
@@ -382,8 +382,9 @@ class Settings(BaseModel):
 
     @property
     def workload_or_default(self) -> Workload:
-        """aim:workload, or the default one (1024 in / 256 out tokens, 64 concurrent, no SLO) when it is not set."""
-        return self.workload if self.workload is not None else Workload()
+        """aim:workload, or the default for the metric when it is not set: 1024 in / 256 out tokens, 64 concurrent
+        (throughput) or one at a time (latency), no SLO. The decision's estimate uses the same."""
+        return self.workload if self.workload is not None else default_workload(self.metric)
 
     @property
     def model_revision_or_none(self) -> str | None:

@@ -37,6 +37,8 @@ def test_unset_or_empty_workload_is_none_and_the_default_applies(given: Any) -> 
     default = settings.workload_or_default
     assert (default.input_tokens, default.output_tokens, default.concurrency) == (1024, 256, DEFAULT_CONCURRENCY)
     assert default.requests_per_second is None and not default.has_slo and default.gpu_hourly_cost is None
+    latency = parse_settings({"metric": "latency"}).workload_or_default
+    assert latency.concurrency == 1  # a latency goal's default: one request at a time
 
 
 def test_json_string_and_mapping_give_the_same_workload() -> None:
