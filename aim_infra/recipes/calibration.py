@@ -360,10 +360,6 @@ def _sig(value: float) -> float:
     return float(f"{value:.4g}")
 
 
-def all_measurements(directory: Path = MEASUREMENTS_DIR) -> list[Measurement]:
-    return load_measurements(directory)
-
-
 def calibration_version(train: Sequence[Measurement], priors: Priors) -> str:
     """A version that changes exactly when the fit's inputs change: the date-free hash of priors and training data."""
     import hashlib

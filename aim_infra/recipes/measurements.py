@@ -34,7 +34,6 @@ Metric = Literal[
     "tpot_p95",
 ]
 Split = Literal["train", "holdout", "local"]
-UNITS = {"output_throughput": ("tok/s",), "e2e_latency": ("s", "ms")}
 
 
 class Measurement(BaseModel):

@@ -13,7 +13,7 @@ import heapq
 import math
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -54,8 +54,6 @@ class SimulationResult:
     ended: float
     steps: int
     peak_running: int
-    events: int = 0
-    decode_step_seconds: list[float] = field(default_factory=list)
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -106,7 +104,6 @@ def simulate(
     steps = 0
     events = 0
     peak = 0
-    decode_samples: list[float] = []
 
     def arrive_until(limit: float) -> None:
         nonlocal submitted
@@ -147,7 +144,6 @@ def simulate(
                 k = max(1, min(k, math.ceil(until_arrival / first_step) if first_step > 0 else k))
             last_step = step.seconds(n, 0, context + n * (k - 1))
             duration = k * (first_step + last_step) / 2  # step time grows linearly with the context
-            decode_samples.append(duration / k)
             now += duration
             step_no += k
             steps += k
@@ -204,6 +200,4 @@ def simulate(
         ended=now,
         steps=steps,
         peak_running=peak,
-        events=events,
-        decode_step_seconds=decode_samples,
     )
