@@ -200,6 +200,10 @@ def run(access: Settings, options: Options, hf_token: str = "") -> dict[str, Any
         measured = guidellm_run.measured_from_report(report)
     except guidellm_run.GeneratorError as error:
         raise guidellm_run.GeneratorError(f"{error}; see {access.logs_hint}") from None
+    # GuideLLM 0.8.1 can end a replay while the last response is on its way: the engine served it, the report
+    # counts it nowhere. Say so rather than let the counts silently disagree with --num-prompts.
+    reported = measured["requests_completed"] + measured["requests_failed"] + measured["requests_incomplete"]
+    measured["requests_unreported"] = max(0, options.num_prompts - reported)
     return result_document(
         measured=measured,
         options=options,

@@ -275,7 +275,7 @@ def test_closed_loop_through_port_forward_measures_the_fake_engines_speed(
     parse_result(result, "stdout")  # the schema calibrate --add reads
 
     measured = result["measured"]
-    assert (measured["requests_completed"], measured["requests_failed"]) == (16, 0)
+    assert (measured["requests_completed"], measured["requests_failed"], measured["requests_unreported"]) == (16, 0, 0)
     assert len(engine.chats) == 16 and all(c["max_tokens"] == 20 and c["stream"] for c in engine.chats)
     # The fake streams a token every 20 ms after 60 ms: GuideLLM must see that, within scheduling noise (which only
     # adds time, more so on a busy 2-core machine).
@@ -327,7 +327,11 @@ def test_open_loop_replays_poisson_arrivals_at_the_rate(serve: Any, tokenizer_di
     done = run_program(argv, benchmark_env())
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["measured"]["requests_completed"] == 24
+    # All 24 were served; GuideLLM 0.8.1's replay now and then ends before the last response reaches its report
+    # (seen 2 runs in 10 here), and the result says so instead of hiding it.
+    assert len(engine.chats) == 24
+    counted = result["measured"]["requests_completed"] + result["measured"]["requests_unreported"]
+    assert counted == 24 and result["measured"]["requests_unreported"] <= 1, result["measured"]
     assert result["workload"] == {**workload, "numPrompts": 24}
     # The requests arrive as the seeded schedule says, not all at once (GuideLLM's own poisson profile would).
     arrivals = sorted(chat["arrived"] for chat in engine.chats)
