@@ -15,6 +15,7 @@ from aim_infra.components.guardrails import RecipeAdmission, RecipeAdmissionArgs
 from aim_infra.components.image import AimImage, AimImageArgs
 from aim_infra.components.monitoring import Monitoring, MonitoringArgs
 from aim_infra.components.network_policy import EngineNetworkPolicy, EngineNetworkPolicyArgs
+from aim_infra.components.ownership_gate import OwnershipGate, OwnershipGateArgs
 from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
 from aim_infra.components.smoke_test import SmokeTest, SmokeTestArgs
 from aim_infra.decide import alert_thresholds, decide, replica_count
@@ -52,8 +53,15 @@ cluster = (
 )
 kubeconfig = cluster.kubeconfig if cluster else None
 
-# upsert: a namespace and model cache kept by `pulumi destroy` (aim:cleanup below all) are adopted by the next up
-# instead of failing it with AlreadyExists.
+# upsert: a namespace and model cache kept by `pulumi destroy` (aim:cleanup below all) are taken back by the next up
+# instead of failing it with AlreadyExists. Only ever our own: the ownership gate runs before any object and stops
+# `pulumi up` when one of the objects declared below exists without this stack's ownership annotation.
+ownership = OwnershipGate(
+    "ownership",
+    OwnershipGateArgs(
+        kube_context=stack.kube_context, kubeconfig=kubeconfig, depends_on=[cluster] if cluster is not None else []
+    ),
+)
 kubernetes = pulumi.ResourceOptions(
     provider=k8s.Provider("kubernetes", context=stack.kube_context, kubeconfig=kubeconfig, upsert_existing_objects=True)
 )
@@ -221,6 +229,8 @@ if s.benchmark:
             depends_on=[engine, *([smoke] if smoke else [])],
         ),
     )
+
+ownership.seal()  # every Kubernetes object is declared above: the gate's list is complete
 
 pulumi.export("recipe", {k: v for k, v in decision.summary().items() if k != "candidates"})
 pulumi.export("recipeExplanation", explain_decision(decision))

@@ -13,6 +13,8 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes import _utilities as kubernetes_package
 
+from . import ownership_gate
+
 #: Fields of a Secret that must stay secret in Pulumi's state, as the generated Secret class marks them.
 SECRET_FIELDS = ("data", "stringData")
 
@@ -20,6 +22,20 @@ SECRET_FIELDS = ("data", "stringData")
 def _defaults(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
     """The provider version and download URL the generated classes attach, so the engine picks the same plugin."""
     return pulumi.ResourceOptions.merge(kubernetes_package.get_resource_opts_defaults(), opts)
+
+
+def owned(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with this stack's ownership annotation added: the proof, on the next `up` or to another stack,
+    that this stack created the object (aim_infra/ownership.py)."""
+    metadata = dict(manifest.get("metadata") or {})
+    annotations = metadata.get("annotations") or {}
+    if isinstance(annotations, dict):
+        metadata["annotations"] = {**annotations, **ownership_gate.owner_annotation()}
+    else:  # an Output: add the annotation once it is known
+        metadata["annotations"] = pulumi.Output.from_input(annotations).apply(
+            lambda known: {**(known or {}), **ownership_gate.owner_annotation()}
+        )
+    return {**manifest, "metadata": metadata}
 
 
 def type_token(api_version: str, kind: str) -> str:
@@ -42,8 +58,13 @@ class KubernetesObject(pulumi.CustomResource):
             raise ValueError(f"{name}: a manifest needs apiVersion and kind")
         self.api_version = str(manifest["apiVersion"])
         self.kind = str(manifest["kind"])
+        manifest = owned(manifest)
         properties = {"metadata": None, **manifest}
         opts = _defaults(opts)
+        gate = ownership_gate.CURRENT.get()
+        if gate is not None:
+            gate.track(manifest)
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gate]))
         if self.kind == "Secret" and self.api_version == "v1":
             for field in SECRET_FIELDS:
                 if properties.get(field) is not None:
@@ -69,7 +90,11 @@ class HelmRelease(pulumi.CustomResource):
                 raise ValueError(f"{name}: a Helm release needs {key}")
         # `compat: "true"` is what the generated Release class always sends (provider compatibility mode).
         properties = {"status": None, **spec, "compat": "true"}
-        super().__init__("kubernetes:helm.sh/v3:Release", name, properties, _defaults(opts))
+        opts = _defaults(opts)
+        gate = ownership_gate.CURRENT.get()
+        if gate is not None:  # its namespace is checked by the gate; Helm itself refuses a release name in use
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gate]))
+        super().__init__("kubernetes:helm.sh/v3:Release", name, properties, opts)
 
 
 #: The older type tokens each generated class of a stable API version (v1, v2) declares as aliases of its own, so an

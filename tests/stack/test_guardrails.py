@@ -303,6 +303,7 @@ def test_the_deployment_carries_its_recipe_layout(prod: PlanResult) -> None:
         "aim.amd.com/gpu-count": str(recipe["gpu_count"]),
         "aim.amd.com/tensor-parallel-size": str(recipe["tensor_parallel_size"]),
         "aim.amd.com/pipeline-parallel-size": str(recipe["pipeline_parallel_size"]),
+        "aim.amd.com/owned-by": "aim/prod",
     }
 
 

@@ -108,7 +108,7 @@ def test_no_registry_mirror_without_a_local_registry() -> None:
 def test_no_bootstrap_steps_for_an_existing_cluster() -> None:
     result = run_stack("dev", {"aim:clusterBootstrap": "none", "aim:smokeTest": "false"})
     assert result.error is None, result.error
-    assert steps(result) == ["gpu-ready-check"]
+    assert steps(result) == ["ownership-check", "gpu-ready-check"]
     assert not result.of_type("aim:infra:ClusterBootstrap") and not result.of_type("aim:infra:SmokeTest")
     assert "kubeconfig" not in result.of_type("pulumi:providers:kubernetes")[0].inputs
 

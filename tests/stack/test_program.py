@@ -24,6 +24,7 @@ COMPONENTS = {
     "aim:infra:ClusterBootstrap",
     "aim:infra:GpuGate",
     "aim:infra:SmokeTest",
+    "aim:infra:OwnershipGate",
 }
 PROD_IMAGE = (
     "registry.example.com/ml-platform/aim-engine:2026.11.0"
