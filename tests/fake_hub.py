@@ -1,4 +1,9 @@
-"""A local stand-in for the Hugging Face Hub file endpoints, so tests drive the real huggingface_hub client offline."""
+"""A local stand-in for the Hugging Face Hub file endpoints, so tests drive the real huggingface_hub client offline.
+
+Files are listed with the digests the Hub publishes (the tree API, `model_info(files_metadata=True)` and
+`paths-info`): the LFS oid (sha256 of the content) for LFS files and the git blob id (sha1 of `blob <size>\\0` +
+content) for every file, both computed from the served bytes.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ import struct
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 #: Bytes per element of the safetensors dtypes the tests use.
 DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "F8_E5M2": 1, "U8": 1, "I8": 1, "I32": 4, "I64": 8}
@@ -39,13 +45,25 @@ class Blob:
         head = self.prefix[start:end]
         return head + bytes(max(0, end - max(start, len(self.prefix))))
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.prefix + str(self.size).encode()).hexdigest()
+    def _digest(self, digest: Any) -> str:
+        digest.update(self.prefix[: self.size])
+        zeros = bytes(2**20)
+        left = self.size - min(self.size, len(self.prefix))
+        while left > 0:
+            digest.update(zeros[: min(left, len(zeros))])
+            left -= len(zeros)
+        return str(digest.hexdigest())
 
-    @property
+    @cached_property
+    def sha256(self) -> str:
+        """The LFS oid: sha256 of the whole content (the zeros included)."""
+        return self._digest(hashlib.sha256())
+
+    @cached_property
     def git_oid(self) -> str:
-        return hashlib.sha1(b"blob %d\0" % self.size + self.prefix).hexdigest()
+        """git's blob id: sha1 of `blob <size>\\0` and the whole content."""
+        header = hashlib.sha1(b"blob %d\0" % self.size)
+        return self._digest(header)
 
 
 def safetensors_blob(
@@ -80,6 +98,24 @@ class FakeRepo:
     def is_lfs(self, filename: str) -> bool:
         return filename.endswith(LFS_SUFFIXES)
 
+    def tree_entry(self, name: str) -> dict[str, Any]:
+        """A file as the tree and paths-info APIs list it: `oid` is the git blob id, `lfs.oid` the sha256."""
+        blob = self.files[name]
+        entry: dict[str, Any] = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
+        if self.is_lfs(name):
+            entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": 134}
+        return entry
+
+    def sibling(self, name: str, *, blobs: bool) -> dict[str, Any]:
+        """A file as model_info lists it; with `blobs` (files_metadata=True) the size, blob id and LFS sha256."""
+        if not blobs:
+            return {"rfilename": name}
+        blob = self.files[name]
+        sibling: dict[str, Any] = {"rfilename": name, "size": blob.size, "blobId": blob.git_oid}
+        if self.is_lfs(name):
+            sibling["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": 134}
+        return sibling
+
 
 @dataclass(frozen=True)
 class SeenRequest:
@@ -97,6 +133,9 @@ class FakeHub:
     repos: dict[str, FakeRepo] = field(default_factory=dict)
     valid_tokens: set[str] | None = None  # when set, any other Bearer token is refused with 401 like a revoked one
     requests: list[SeenRequest] = field(default_factory=list)
+    #: sha256 of a blob -> how many more GETs serve it corrupted (first byte of each body flipped, same size);
+    #: a negative count corrupts every GET. Stands for a broken mirror, proxy or disk on the way.
+    corrupt: dict[str, int] = field(default_factory=dict)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -148,6 +187,16 @@ class FakeHub:
         with self._lock:
             self.requests.append(request)
 
+    def take_corruption(self, blob: Blob) -> bool:
+        """Whether this GET of `blob` is to be served corrupted (counts it down)."""
+        with self._lock:
+            left = self.corrupt.get(blob.sha256, 0)
+            if left == 0:
+                return False
+            if left > 0:
+                self.corrupt[blob.sha256] = left - 1
+            return True
+
     def blob_by_sha(self, sha256: str) -> Blob | None:
         for repo in self.repos.values():
             for blob in repo.files.values():
@@ -171,6 +220,16 @@ def _handler(hub: FakeHub, role: Literal["hub", "cdn"]) -> type[BaseHTTPRequestH
 
         def do_GET(self) -> None:
             self._serve(head=False)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode()) if length else {}
+            parts = [unquote(part) for part in urlsplit(self.path).path.split("/")[1:]]
+            hub._record(SeenRequest(role, "POST", "/".join(parts), None, self.headers.get("Authorization")))
+            if role == "hub" and len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "paths-info":
+                self._paths_info(f"{parts[2]}/{parts[3]}", parts[5], form.get("paths", []))
+            else:
+                self._error(404, None, "not a Hub route", head=False)
 
         # -- responses ----------------------------------------------------------------------------------------------
 
@@ -217,6 +276,8 @@ def _handler(hub: FakeHub, role: Literal["hub", "cdn"]) -> type[BaseHTTPRequestH
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
             headers["Accept-Ranges"] = "bytes"
             body = b"" if head else blob.read(start, end)
+            if body and hub.take_corruption(blob):
+                body = bytes([body[0] ^ 0xFF]) + body[1:]
             self._send(status, headers, body, head=head, length=end - start)
 
         # -- routing ------------------------------------------------------------------------------------------------
@@ -235,8 +296,13 @@ def _handler(hub: FakeHub, role: Literal["hub", "cdn"]) -> type[BaseHTTPRequestH
                     return
                 self._content(blob, {"ETag": f'"{blob.sha256}"', "Content-Type": "application/octet-stream"}, head=head)
                 return
-            if len(parts) >= 3 and parts[0] == "api" and parts[1] == "models":
-                self._model_info(parts[2:], head=head)
+            query = parse_qs(urlsplit(self.path).query)
+            if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "tree":
+                recursive = query.get("recursive", ["false"])[0].lower() == "true"
+                self._tree(f"{parts[2]}/{parts[3]}", parts[5], recursive, head=head)
+            elif len(parts) >= 3 and parts[0] == "api" and parts[1] == "models":
+                blobs = query.get("blobs", ["false"])[0].lower() == "true"
+                self._model_info(parts[2:], blobs=blobs, head=head)
             elif len(parts) >= 5 and parts[2] == "resolve":
                 self._resolve(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head=head)
             else:
@@ -266,7 +332,35 @@ def _handler(hub: FakeHub, role: Literal["hub", "cdn"]) -> type[BaseHTTPRequestH
                 return None
             return repo
 
-        def _model_info(self, parts: list[str], *, head: bool) -> None:
+        def _listed_repo(self, repo_id: str, revision: str, *, head: bool) -> FakeRepo | None:
+            """The repo for an API listing at `revision` (a gated repo's listing is public, like huggingface.co)."""
+            repo = self._repo(repo_id, head=head, api=True)
+            if repo is not None and revision not in ("main", repo.commit):
+                self._error(404, "RevisionNotFound", "Invalid rev id", head=head)
+                return None
+            return repo
+
+        def _tree(self, repo_id: str, revision: str, recursive: bool, *, head: bool) -> None:
+            repo = self._listed_repo(repo_id, revision, head=head)
+            if repo is None:
+                return
+            entries: list[dict[str, Any]] = []
+            folders: set[str] = set()
+            for name in sorted(repo.files):
+                parents = name.split("/")[:-1]
+                folders.update("/".join(parents[:depth]) for depth in range(1, len(parents) + 1))
+                if "/" not in name or recursive:
+                    entries.append(repo.tree_entry(name))
+            entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in sorted(folders)]
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(entries).encode(), head=head)
+
+        def _paths_info(self, repo_id: str, revision: str, paths: list[str]) -> None:
+            repo = self._listed_repo(repo_id, revision, head=False)
+            if repo is not None:
+                entries = [repo.tree_entry(name) for name in paths if name in repo.files]
+                self._send(200, {"Content-Type": "application/json"}, json.dumps(entries).encode(), head=False)
+
+        def _model_info(self, parts: list[str], *, blobs: bool = False, head: bool) -> None:
             if len(parts) < 2:
                 self._error(404, None, "not a Hub route", head=head)
                 return
@@ -282,6 +376,7 @@ def _handler(hub: FakeHub, role: Literal["hub", "cdn"]) -> type[BaseHTTPRequestH
                 "id": repo_id,
                 "sha": repo.commit,
                 "gated": "manual" if repo.token else False,
+                "siblings": [repo.sibling(name, blobs=blobs) for name in sorted(repo.files)],
             }
             self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode(), head=head)
 

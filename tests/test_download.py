@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,9 +24,11 @@ from aim_infra.download import (
     MARKER_NAME,
     IncompleteDownload,
     read_marker,
+    record_file,
     verify_download,
     write_marker,
 )
+from aim_infra.hub_digest import file_digest
 from tests.fake_hub import Blob, FakeHub, FakeRepo, SeenRequest, safetensors_blob
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +66,9 @@ NOT_NEEDED = {"README.md", ".gitattributes", "pytorch_model.bin", "original/cons
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The fake Hub answers /api/models/{repo} and /{repo}/resolve/...; snapshot_download also lists the repo through
-# /api/models/{repo}/tree/{revision}?recursive=true. This adds that route (like huggingface.co: the listing of a gated
-# repo is public, its files are not) and, for the interruption test, a way to stall one LFS file half-way.
+# The fake Hub (tests/fake_hub.py) lists every file with its sha256 / git blob id, like huggingface.co's tree API, and
+# can serve a blob corrupted (`FakeHub.corrupt`). This adds, for the interruption tests, a CDN that stalls or drops
+# one LFS file half-way.
 
 
 class HubControl:
@@ -77,43 +80,9 @@ class HubControl:
         self.release = threading.Event()
 
 
-def _with_tree_route(hub: FakeHub, control: HubControl) -> None:
-    hub_server, cdn_server = hub._servers  # the running servers of the `fake_hub` fixture
-    hub_base: Any = hub_server.RequestHandlerClass
+def _with_interrupting_cdn(hub: FakeHub, control: HubControl) -> None:
+    cdn_server = hub._servers[1]  # the running CDN server of the `fake_hub` fixture
     cdn_base: Any = cdn_server.RequestHandlerClass
-
-    class TreeHandler(hub_base):  # type: ignore[misc, valid-type]
-        def _serve(self, *, head: bool) -> None:
-            url = urlsplit(self.path)
-            parts = [unquote(part) for part in url.path.split("/")[1:]]
-            if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "tree":
-                self._tree(f"{parts[2]}/{parts[3]}", parts[5], parse_qs(url.query), head=head)
-                return
-            super()._serve(head=head)
-
-        def _tree(self, repo_id: str, revision: str, query: dict[str, list[str]], *, head: bool) -> None:
-            repo: FakeRepo | None = self._repo(repo_id, head=head, api=True)
-            if repo is None:
-                return
-            if revision not in ("main", repo.commit):
-                self._error(404, "RevisionNotFound", "Invalid rev id", head=head)
-                return
-            recursive = query.get("recursive", ["false"])[0].lower() == "true"
-            entries: list[dict[str, Any]] = []
-            folders: set[str] = set()
-            for name, blob in sorted(repo.files.items()):
-                parents = name.split("/")[:-1]
-                for depth in range(1, len(parents) + 1):
-                    folders.add("/".join(parents[:depth]))
-                if "/" in name and not recursive:
-                    continue
-                entry: dict[str, Any] = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
-                if repo.is_lfs(name):
-                    entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": 134}
-                entries.append(entry)
-            entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in sorted(folders)]
-            body = json.dumps(entries).encode()
-            self._send(200, {"Content-Type": "application/json"}, body, head=head)
 
     class InterruptingCdn(cdn_base):  # type: ignore[misc, valid-type]
         def _serve(self, *, head: bool) -> None:
@@ -137,14 +106,13 @@ def _with_tree_route(hub: FakeHub, control: HubControl) -> None:
                 control.release.wait(30)  # the client is killed meanwhile
             self.close_connection = True
 
-    hub_server.RequestHandlerClass = TreeHandler
     cdn_server.RequestHandlerClass = InterruptingCdn
 
 
 @pytest.fixture
 def hub(fake_hub: FakeHub) -> Iterator[tuple[FakeHub, HubControl]]:
     control = HubControl()
-    _with_tree_route(fake_hub, control)
+    _with_interrupting_cdn(fake_hub, control)
     try:
         yield fake_hub, control
     finally:
@@ -521,7 +489,195 @@ def test_as_a_module_in_a_subprocess(hub: tuple[FakeHub, HubControl], tmp_path: 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# integrity: every file against the digest the Hub lists for it
+
+
+class HashCounter:
+    """Counts the files download.py hashes (a real hash each time, only counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.names: list[str] = []
+        real = download.file_digest
+
+        def counting(path: Path | str, kind: str) -> str:
+            self.names.append(Path(path).name)
+            return real(path, kind)
+
+        monkeypatch.setattr(download, "file_digest", counting)
+
+
+def cdn_gets(fake: FakeHub, blob: Blob) -> int:
+    return sum(1 for r in fake.seen("cdn") if r.method == "GET" and r.path == f"lfs/{blob.sha256}")
+
+
+def test_a_good_download_records_the_hubs_digests(
+    hub: tuple[FakeHub, HubControl], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, _ = hub
+    repo = add_model(fake, "org/tiny")
+    hashed = HashCounter(monkeypatch)
+    dest = tmp_path / "tiny"
+    code, _, err = run_main(capsys, "--model", "org/tiny", "--dest", str(dest))
+    assert (code, err) == (0, "")
+    marker = verify_download(dest, "org/tiny")
+    for name in NEEDED:
+        blob = repo.files[name]
+        lfs = name.endswith(".safetensors")
+        assert marker.files[name].digest == (f"sha256:{blob.sha256}" if lfs else f"git-sha1:{blob.git_oid}")
+        assert marker.files[name].size == blob.size
+    assert sorted(hashed.names) == sorted(Path(n).name for n in NEEDED)  # each file hashed once
+    assert not (dest / ".cache" / download.JOURNAL_NAME).exists()
+    # The same files under another revision: the marker's entries stand for the hashes, nothing is hashed again.
+    hashed.names.clear()
+    code, out, _ = run_main(capsys, "--model", "org/tiny", "--revision", repo.commit, "--dest", str(dest))
+    assert code == 0 and "skipping" not in out
+    assert hashed.names == []
+    assert read_marker(dest).files == marker.files  # type: ignore[union-attr]
+
+
+def test_the_fake_hub_publishes_what_huggingface_hub_reads(hub: tuple[FakeHub, HubControl]) -> None:
+    """model_info(files_metadata=True), get_paths_info and list_repo_tree agree on the digests of each file."""
+    from huggingface_hub import HfApi
+
+    fake, _ = hub
+    repo = add_model(fake, "org/tiny")
+    api = HfApi(endpoint=fake.url)
+    shard = "model-00001-of-00002.safetensors"
+    info = api.model_info("org/tiny", files_metadata=True)
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    assert siblings[shard].lfs is not None and siblings[shard].lfs.sha256 == repo.files[shard].sha256
+    assert siblings["config.json"].lfs is None and siblings["config.json"].blob_id == repo.files["config.json"].git_oid
+    (paths,) = api.get_paths_info("org/tiny", [shard], revision=repo.commit)
+    assert download.published_digest(paths) == f"sha256:{repo.files[shard].sha256}"
+    data = repo.files["config.json"].read(0, repo.files["config.json"].size)
+    assert repo.files["config.json"].git_oid == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_a_corrupted_file_is_detected_deleted_and_fetched_again(
+    hub: tuple[FakeHub, HubControl], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CDN serves a shard with one byte flipped (same size) once: caught by its sha256, fetched again, fine."""
+    fake, _ = hub
+    repo = add_model(fake, "org/tiny")
+    shard = repo.files["model-00002-of-00002.safetensors"]
+    fake.corrupt[shard.sha256] = 1
+    dest = tmp_path / "tiny"
+    code, out, err = run_main(capsys, "--model", "org/tiny", "--dest", str(dest))
+    assert (code, err) == (0, "")
+    retry = [line for line in out.splitlines() if "does not match" in line]
+    assert retry == [
+        f"aim download: model-00002-of-00002.safetensors does not match the Hub's digest (expected "
+        f"sha256:{shard.sha256}, got sha256:{_flipped_sha256(shard)}); deleted it, fetching it again"
+    ]
+    assert cdn_gets(fake, shard) == 2
+    assert file_digest(dest / "model-00002-of-00002.safetensors", "sha256") == f"sha256:{shard.sha256}"
+    assert verify_download(dest, "org/tiny").file_count == len(NEEDED)
+
+
+def _flipped_sha256(blob: Blob) -> str:
+    data = bytearray(blob.read(0, blob.size))
+    data[0] ^= 0xFF
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["model-00001-of-00002.safetensors", "tokenizer.json"])
+def test_a_file_that_stays_corrupt_fails_with_one_line(
+    hub: tuple[FakeHub, HubControl],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """Corrupt on every GET (an LFS shard, or a git file checked by its blob id): one retry, then one line."""
+    fake, _ = hub
+    repo = add_model(fake, "org/tiny")
+    blob = repo.files[name]
+    fake.corrupt[blob.sha256] = -1
+    dest = tmp_path / "tiny"
+    code, _, err = run_main(capsys, "--model", "org/tiny", "--dest", str(dest))
+    assert code == 1
+    data = bytearray(blob.read(0, blob.size))
+    data[0] ^= 0xFF
+    if name.endswith(".safetensors"):
+        expected, actual = f"sha256:{blob.sha256}", f"sha256:{hashlib.sha256(bytes(data)).hexdigest()}"
+        assert cdn_gets(fake, blob) == 2
+    else:
+        expected = f"git-sha1:{blob.git_oid}"
+        actual = "git-sha1:" + hashlib.sha1(b"blob %d\0" % blob.size + bytes(data)).hexdigest()
+        assert len([r for r in fake.seen("hub") if r.method == "GET" and r.path.endswith(f"/{name}")]) == 2
+    assert one_line(err) == (
+        f"aim download: org/tiny: {name} does not match the Hub's digest after a second download: expected "
+        f"{expected}, got {actual}; deleted it: check HF_ENDPOINT and any proxy or mirror in between, then rerun "
+        "the download (the other files are verified and kept)"
+    )
+    assert not (dest / name).exists()  # the bad copy is gone, nothing can load it
+    assert not (dest / MARKER_NAME).exists()
+    # The Hub heals: the next start fetches only that file, and the journal spares the others a second hash.
+    fake.corrupt.clear()
+    before = len(fake.requests)
+    assert run_main(capsys, "--model", "org/tiny", "--dest", str(dest))[0] == 0
+    gets = {r.path for r in fake.requests[before:] if (r.method == "GET" and "/resolve/" in r.path) or r.host == "cdn"}
+    assert {path.rsplit("/", 1)[-1] for path in gets} <= {name, blob.sha256}
+    assert verify_download(dest, "org/tiny").files[name].digest == expected
+
+
+def test_a_marker_with_a_wrong_digest_is_downloaded_again(
+    hub: tuple[FakeHub, HubControl], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A marker entry whose digest is not the Hub's no longer counts: that file is hashed, and re-fetched if bad."""
+    fake, _ = hub
+    repo = add_model(fake, "org/tiny")
+    dest = tmp_path / "tiny"
+    assert run_main(capsys, "--model", "org/tiny", "--dest", str(dest))[0] == 0
+    shard_name = "model-00001-of-00002.safetensors"
+    shard, path = repo.files[shard_name], dest / shard_name
+    # Same size, other bytes, same modification time: only the digest can tell. The marker is edited to match.
+    stat = path.stat()
+    with path.open("r+b") as data:
+        data.seek(stat.st_size - 1)
+        data.write(b"\x01")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    stored = json.loads((dest / MARKER_NAME).read_text())
+    stored["files"][shard_name]["digest"] = file_digest(path, "sha256")
+    (dest / MARKER_NAME).write_text(json.dumps(stored))
+    with pytest.raises(IncompleteDownload, match=rf"{shard_name} \(changed since it was verified\)"):
+        verify_download(dest)
+    hashed = HashCounter(monkeypatch)
+    before = cdn_gets(fake, shard)
+    code, out, err = run_main(capsys, "--model", "org/tiny", "--dest", str(dest))
+    assert (code, err) == (0, "")
+    assert "skipping" not in out and f"{shard_name} does not match the Hub's digest" in out
+    assert cdn_gets(fake, shard) == before + 1
+    assert file_digest(path, "sha256") == f"sha256:{shard.sha256}"
+    assert verify_download(dest, "org/tiny").files[shard_name].digest == f"sha256:{shard.sha256}"
+    assert hashed.names == [shard_name, shard_name]  # the bad copy and the new one; every other file trusted
+
+
+def test_a_size_only_marker_is_verified_once_without_downloading(
+    hub: tuple[FakeHub, HubControl], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A marker from before digests (format 1): every file is hashed once against the Hub, nothing is fetched."""
+    fake, _ = hub
+    add_model(fake, "org/tiny")
+    dest = tmp_path / "tiny"
+    assert run_main(capsys, "--model", "org/tiny", "--dest", str(dest))[0] == 0
+    stored = json.loads((dest / MARKER_NAME).read_text())
+    stored.update(format=1, files={name: entry["size"] for name, entry in stored["files"].items()})
+    (dest / MARKER_NAME).write_text(json.dumps(stored))
+    hashed = HashCounter(monkeypatch)
+    before = len(fake.seen("cdn"))
+    code, out, _ = run_main(capsys, "--model", "org/tiny", "--dest", str(dest))
+    assert code == 0 and "skipping" not in out
+    assert len(fake.seen("cdn")) == before
+    assert len(hashed.names) == len(NEEDED)
+    assert all(record.digest for record in verify_download(dest, "org/tiny").files.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # the marker (shared with the preflight)
+
+
+LFS_X10 = "sha256:" + hashlib.sha256(b"x" * 10).hexdigest()
 
 
 def test_marker_round_trip_and_verification(tmp_path: Path) -> None:
@@ -532,19 +688,65 @@ def test_marker_round_trip_and_verification(tmp_path: Path) -> None:
     (tmp_path / ".cache" / "huggingface" / "junk").write_text("ignored")
     files = download.local_files(tmp_path)
     assert files == {"config.json": 2, "sub/w.safetensors": 10}
-    written = write_marker(tmp_path, "org/m", "main", "abc", files)
+    records = {
+        "config.json": record_file(tmp_path, "config.json", file_digest(tmp_path / "config.json", "git-sha1")),
+        "sub/w.safetensors": record_file(tmp_path, "sub/w.safetensors", LFS_X10),
+    }
+    written = write_marker(tmp_path, "org/m", "main", "abc", records)
     assert read_marker(tmp_path) == written
     assert verify_download(tmp_path, "org/m", "main") == written
+    assert written.total_bytes == 12
+    stored = json.loads((tmp_path / MARKER_NAME).read_text())
+    assert stored["format"] == 2
+    assert stored["files"]["config.json"]["digest"] == "git-sha1:" + hashlib.sha1(b"blob 2\0{}").hexdigest()
     with pytest.raises(IncompleteDownload, match="holds org/m, not org/other"):
         verify_download(tmp_path, "org/other")
     with pytest.raises(IncompleteDownload, match="at revision main, not v2"):
         verify_download(tmp_path, "org/m", "v2")
+    # Rewritten with the same size: the modification time gives it away (no hash at this point).
+    (tmp_path / "config.json").write_text("[]")
+    os.utime(tmp_path / "config.json", ns=(0, records["config.json"].mtime_ns + 10**9))  # type: ignore[operator]
+    with pytest.raises(IncompleteDownload, match=r"config\.json \(changed since it was verified\)"):
+        verify_download(tmp_path)
     (tmp_path / "sub" / "w.safetensors").write_bytes(b"x" * 4)
     with pytest.raises(IncompleteDownload, match=r"sub/w\.safetensors \(4 of 10 bytes\)"):
         verify_download(tmp_path)
     (tmp_path / MARKER_NAME).write_text("{not json")
     with pytest.raises(IncompleteDownload, match="is not valid JSON"):
         verify_download(tmp_path)
+
+
+def test_a_marker_without_digests_or_with_an_edited_entry_is_not_trusted(tmp_path: Path) -> None:
+    """A format-1 marker (sizes only) and an entry whose digest was edited both fail the cheap check."""
+    (tmp_path / "model.safetensors").write_bytes(b"w" * 8)
+    good = record_file(tmp_path, "model.safetensors", "sha256:" + hashlib.sha256(b"w" * 8).hexdigest())
+    write_marker(tmp_path, "org/m", "main", "abc", {"model.safetensors": good})
+    verify_download(tmp_path)
+    stored = json.loads((tmp_path / MARKER_NAME).read_text())
+    stored["files"]["model.safetensors"]["digest"] = "sha256:" + "0" * 64
+    (tmp_path / MARKER_NAME).write_text(json.dumps(stored))
+    with pytest.raises(IncompleteDownload, match=r"model\.safetensors \(changed since it was verified\)"):
+        verify_download(tmp_path)
+    stored.update(format=1, files={"model.safetensors": 8})
+    (tmp_path / MARKER_NAME).write_text(json.dumps(stored))
+    with pytest.raises(IncompleteDownload, match=r"model\.safetensors \(no digest recorded\)"):
+        verify_download(tmp_path)
+    stored["files"] = {"model.safetensors": {"digest": "sha256:" + "0" * 64}}  # no size
+    (tmp_path / MARKER_NAME).write_text(json.dumps(stored))
+    with pytest.raises(IncompleteDownload, match="malformed file entry"):
+        verify_download(tmp_path)
+
+
+def test_file_digest_matches_git_and_lfs(tmp_path: Path) -> None:
+    """The git blob id of a file is what `git hash-object` prints; the LFS oid is the plain sha256."""
+    data = b"hello\n" * 1000
+    (tmp_path / "f").write_bytes(data)
+    assert file_digest(tmp_path / "f", "sha256") == "sha256:" + hashlib.sha256(data).hexdigest()
+    git = shutil.which("git")
+    if git:
+        oid = subprocess.run([git, "hash-object", str(tmp_path / "f")], capture_output=True, text=True, check=True)
+        assert file_digest(tmp_path / "f", "git-sha1") == f"git-sha1:{oid.stdout.strip()}"
+    assert file_digest(tmp_path / "f", "git-sha1") == "git-sha1:" + hashlib.sha1(b"blob 6000\0" + data).hexdigest()
 
 
 def test_allow_patterns_match_what_snapshot_download_matches() -> None:
@@ -555,3 +757,15 @@ def test_allow_patterns_match_what_snapshot_download_matches() -> None:
     theirs = set(filter_repo_objects(names, allow_patterns=list(download.ALLOW_PATTERNS)))
     assert ours == theirs
     assert ours == NEEDED | {"sub/tokenizer.json", "vocab.txt", "qwen.tiktoken"}
+
+
+def test_published_digest_prefers_the_lfs_sha256_and_refuses_what_it_cannot_check() -> None:
+    from huggingface_hub.hf_api import RepoFile
+
+    lfs = {"oid": "A" * 64, "size": 1, "pointerSize": 134}
+    assert download.published_digest(RepoFile(path="w", size=1, oid="c" * 40, lfs=lfs)) == "sha256:" + "a" * 64
+    assert download.published_digest(RepoFile(path="t", size=1, oid="c" * 40)) == "git-sha1:" + "c" * 40
+    with pytest.raises(ValueError, match="w: the Hub lists a Xet hash but no LFS sha256"):
+        download.published_digest(RepoFile(path="w", size=1, oid="c" * 40, xetHash="x" * 64))
+    with pytest.raises(ValueError, match="neither an LFS sha256 nor a git blob id"):
+        download.published_digest(RepoFile(path="w", size=1, oid="zz"))

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from aim_infra import preflight
-from aim_infra.download import MARKER_NAME, local_files, write_marker
+from aim_infra.download import MARKER_NAME, local_files, record_file, write_marker
+from aim_infra.hub_digest import file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = ROOT / "docker" / "aim-entrypoint.sh"
@@ -114,7 +115,9 @@ def make_model(directory: Path, *, shards: int = 2, index: bool = True, marker: 
         weight_map = {f"layers.{i}.weight": name for i, name in enumerate(names)}
         (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     if marker:
-        write_marker(directory, "org/tiny", "main", "c0ffee" * 6 + "abcd", local_files(directory))
+        files = local_files(directory)
+        records = {name: record_file(directory, name, file_digest(directory / name, "sha256")) for name in files}
+        write_marker(directory, "org/tiny", "main", "c0ffee" * 6 + "abcd", records)
     return directory
 
 
