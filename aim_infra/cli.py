@@ -31,6 +31,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def out_directory(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a directory path, e.g. plan-out")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m aim_infra", description="AIM Engine: vLLM recipes for AMD Instinct GPUs.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -74,7 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--config", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)"
     )
-    plan.add_argument("--out", type=Path, default=None, help="write Kubernetes objects and Helm releases here")
+    plan.add_argument(
+        "--out",
+        type=out_directory,
+        default=None,
+        help="write Kubernetes objects and Helm releases here: a new or empty directory, or an earlier plan's "
+        "(its files are replaced); never the project directory",
+    )
 
     gpus = commands.add_parser("gpus", help="list the GPU catalogue")
     gpus.add_argument("--json", action="store_true")

@@ -9,7 +9,7 @@ from .recipes.errors import AimError
 from .recipes.hardware import GpuSpec, load_gpus
 from .recipes.model_sources import resolve_model
 from .recipes.selection import Decision, Selector
-from .settings import Settings
+from .settings import COMMIT_SHA, Settings, quantity_bytes
 
 
 def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSpec, int, bool]:
@@ -38,7 +38,8 @@ def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSp
 def decide(settings: Settings, kube_context: str | None) -> tuple[Decision, bool]:
     """The decision for this stack, and whether the GPU type came from node labels (then node affinity can be
     required)."""
-    profile = resolve_model(settings.model, settings.model_revision_or_none)
+    # aim:model is a Hub id the pods download: never a folder of the machine that runs `pulumi up`.
+    profile = resolve_model(settings.model, settings.model_revision_or_none, local=False)
     gpu, count, detected = target_hardware(settings, kube_context)
     decision = Selector().select(
         profile,
@@ -51,7 +52,60 @@ def decide(settings: Settings, kube_context: str | None) -> tuple[Decision, bool
         extra_args=settings.vllm_extra_args,
         workload=settings.workload,
     )
+    check_remote_code(settings, decision)
+    check_cache_size(settings, decision)
     return decision, detected
+
+
+def runs_remote_code(vllm_args: list[str]) -> bool:
+    """Whether the vLLM command line lets the model repository's Python code run (recipe or aim:vllmExtraArgs)."""
+    for token in vllm_args:
+        flag, _, value = token.partition("=")
+        if flag == "--trust-remote-code" and value.lower() not in ("false", "0"):
+            return True
+    return False
+
+
+def check_remote_code(settings: Settings, decision: Decision) -> None:
+    """--trust-remote-code runs the Hub repository's Python in the vLLM pod, next to the API key and HF token: only
+    code pinned by commit, so what was reviewed is what runs (a branch can change under a running stack)."""
+    if not runs_remote_code(decision.vllm_args) or COMMIT_SHA.fullmatch(settings.model_revision):
+        return
+    shown = repr(settings.model_revision) if settings.model_revision else "unset"
+    who = "aim:vllmExtraArgs" if runs_remote_code(settings.vllm_extra_args) else f"recipe {decision.recipe.id}"
+    raise AimError(
+        f"aim:modelRevision: {shown} is not allowed: expected a 40-hex commit sha, "
+        f"because {who} runs --trust-remote-code (the repository's Python code runs in the vLLM "
+        f"pod next to the API key); find the commit at https://huggingface.co/{settings.model}/commits/main or with "
+        f"`git ls-remote https://huggingface.co/{settings.model} refs/heads/main`"
+    )
+
+
+def check_cache_size(settings: Settings, decision: Decision) -> None:
+    """An explicit aim:cacheSize must hold the checkpoint plus the headroom `auto` would give it, or the download
+    fills the volume and the pods never start."""
+    if settings.cache_size == "auto":
+        return
+    from .components.engine import cache_quantity
+
+    needed = cache_quantity(decision)
+    if quantity_bytes(settings.cache_size) < quantity_bytes(needed):
+        raise AimError(
+            f"aim:cacheSize: {settings.cache_size!r} is not allowed: expected at least {needed} for "
+            f"{decision.model.id} (its {decision.model.checkpoint_bytes / 2**30:,.1f} GiB checkpoint + 15 % + 10 GiB "
+            "headroom), or auto"
+        )
+
+
+def check_single_pod_cache(settings: Settings, replicas: int) -> None:
+    """A ReadWriteOncePod cache admits one pod: every replica after the first would stay Pending forever."""
+    if settings.cache_access_mode == "ReadWriteOncePod" and replicas > 1:
+        source = "aim:replicas auto fills one node with" if settings.replicas == "auto" else "aim:replicas is"
+        raise AimError(
+            f"aim:cacheAccessMode: 'ReadWriteOncePod' is not allowed with {replicas} replicas ({source} {replicas}): "
+            "only one pod can mount such a volume; use ReadWriteOnce (replicas share one node) or ReadWriteMany, "
+            "or set aim:replicas 1"
+        )
 
 
 def replica_count(settings: Settings, decision: Decision) -> tuple[int, Decision]:
@@ -59,8 +113,10 @@ def replica_count(settings: Settings, decision: Decision) -> tuple[int, Decision
     An explicit count beyond one node spreads over nodes, which a ReadWriteOnce cache cannot follow. The returned
     decision carries the estimate for the count that will run."""
     if settings.replicas == "auto":
+        check_single_pod_cache(settings, max(1, decision.replicas))
         return max(1, decision.replicas), decision
     wanted = int(settings.replicas)
+    check_single_pod_cache(settings, wanted)
     on_one_node = decision.gpus_available // decision.recipe.gpu_count
     if wanted > on_one_node and settings.cache_access_mode != "ReadWriteMany":
         raise AimError(

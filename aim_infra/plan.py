@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ class PlanResult:
 
 
 # The envelope the Pulumi wire format wraps a secret in (pulumi.runtime.rpc's signature key and secret marker).
+#: What a secret stack output reads as in a plan, as `pulumi stack output` prints it.
+SECRET_OUTPUT = "[secret]"
 SECRET_SIGNATURE = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 
 
@@ -82,24 +85,81 @@ def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict
     """Pulumi.<stack>.yaml's `config:` as the engine passes it (strings; objects as JSON); encrypted values become
     placeholders. Returns (config, secret keys)."""
     from .recipes.errors import AimError
-    from .recipes.yamlio import read_yaml
 
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
         raise AimError(f"stack {stack!r}: no {path.name} (stacks here: {', '.join(known) or 'none'})")
-    data = read_yaml(path) or {}
+    data = read_stack_yaml(path) or {}
     if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
         raise AimError(f"{path}: expected a mapping with a `config:` mapping")
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (data.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[key] = f"plan-placeholder-for-{key.replace(':', '-')}"
+        if isinstance(value, dict) and "secure" in value:
+            extra = sorted(str(k) for k in value if k != "secure")
+            if extra or not isinstance(value["secure"], str) or not value["secure"]:
+                what = f"extra keys {', '.join(extra)}" if extra else f"secure: {value['secure']!r}"
+                raise AimError(
+                    f"{path}: {key}: {what} is not allowed: expected only `secure: <ciphertext>` "
+                    "(write it with `pulumi config set --secret`)"
+                )
+            config[key] = f"plan-placeholder-for-{str(key).replace(':', '-')}"
             secret_keys.append(key)
         else:
             config[key] = _config_string(value)
     return config, secret_keys
+
+
+class _StackFileLoader(yaml.SafeLoader):
+    """Reads a stack file as Pulumi does (YAML 1.2, go-yaml): only true/false are booleans (yes/no/on/off stay text,
+    which the settings then refuse for a boolean key), and a key given twice is an error instead of the last one
+    silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} appears twice (first on line {seen[key] + 1}); Pulumi refuses duplicate keys",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: let the base class say so
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+_StackFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StackFileLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_stack_yaml(path: Path) -> Any:
+    """Parse a Pulumi.<stack>.yaml; any problem is one AimError line naming the file and line."""
+    from .recipes.errors import AimError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise AimError(f"{path}: cannot read: {error}") from None
+    try:
+        return yaml.load(text, Loader=_StackFileLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise AimError(f"{path}:{where} {problem}") from None
+    except (ValueError, OverflowError, RecursionError) as error:
+        raise AimError(f"{path}: cannot read a value: {' '.join(str(error).split())[:160]}") from None
 
 
 def _config_string(value: Any) -> str:
@@ -228,7 +288,10 @@ def run_stack(
         root = settings.get_root_resource()
         outputs = getattr(root, "outputs", {}) or {}
         for name, value in outputs.items():
-            result.outputs[name] = _integral(_sync_await(pulumi.Output.from_input(value).future()))
+            output = pulumi.Output.from_input(value)
+            # A secret output is shown as the CLI shows it (`[secret]`): its value never reaches a plan or a log.
+            secret = _sync_await(output.is_secret())
+            result.outputs[name] = SECRET_OUTPUT if secret else _integral(_sync_await(output.future()))
     except pulumi.RunError as error:
         result.error = " ".join(str(error).split())
     finally:
@@ -386,20 +449,71 @@ def host_steps(result: PlanResult) -> str:
     return "\n".join(lines)
 
 
-def write_out(result: PlanResult, out: Path) -> list[Path]:
-    """Kubernetes objects as YAML documents (one file each) and Helm releases in helm-releases.yaml."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for index, manifest in enumerate(kubernetes_objects(result), start=1):
-        metadata = manifest.get("metadata") or {}
-        parts = [manifest.get("kind", "Object"), metadata.get("namespace", ""), metadata.get("name", str(index))]
-        stem = "-".join(str(p).lower() for p in parts if p)
-        path = out / f"{index:03d}-{stem}.yaml"
-        path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-        written.append(path)
-    releases = out / "helm-releases.yaml"
-    releases.write_text(yaml.safe_dump(helm_releases(result), sort_keys=False), encoding="utf-8")
-    written.append(releases)
+#: Written into every --out directory: lists the files of that plan, so the next run may replace them (and only them).
+PLAN_MARKER = ".aim-plan-output"
+
+
+def _out_directory(out: Path, project_dir: Path) -> Path:
+    """Check `--out` before anything is written: a directory of its own, never the project, never a file, never a
+    non-empty directory some other tool owns."""
+    from .recipes.errors import AimError
+
+    if not str(out).strip():
+        raise AimError("--out '': expected a directory path for the plan's files, e.g. --out plan-out")
+    target = out.expanduser().resolve()
+    project = project_dir.resolve()
+    if target == project or target in project.parents:
+        raise AimError(f"--out {str(out)!r}: is the project directory or contains it; expected a directory of its own")
+    if target.exists() and not target.is_dir():
+        raise AimError(f"--out {str(out)!r}: is a file; expected a directory (new, empty or an earlier plan's)")
+    if target.is_dir() and any(target.iterdir()) and not (target / PLAN_MARKER).is_file():
+        raise AimError(
+            f"--out {str(out)!r}: a non-empty directory that is not an earlier plan's output (no {PLAN_MARKER}); "
+            "expected a new or empty directory"
+        )
+    return target
+
+
+def _file_stem(manifest: dict[str, Any]) -> str:
+    metadata = manifest.get("metadata") or {}
+    parts = [manifest.get("kind", "Object"), metadata.get("namespace", ""), metadata.get("name", "")]
+    return re.sub(r"[^a-z0-9.-]+", "-", "-".join(str(p).lower() for p in parts if p)).strip("-.") or "object"
+
+
+def write_out(result: PlanResult, out: Path, project_dir: Path = PROJECT_DIR) -> list[Path]:
+    """Kubernetes objects as YAML documents (one file each, named by kind, namespace and name) and Helm releases in
+    helm-releases.yaml. Deterministic: the same plan gives the same names and bytes; the files of an earlier plan in
+    the same directory are removed first."""
+    from .recipes.errors import AimError
+
+    target = _out_directory(out, project_dir)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        marker = target / PLAN_MARKER
+        if marker.is_file():
+            for name in marker.read_text(encoding="utf-8").split():
+                stale = target / name
+                if stale.parent == target and stale.is_file():  # only plain names the marker listed
+                    stale.unlink()
+        files: dict[str, str] = {}
+        for manifest in sorted(
+            kubernetes_objects(result), key=lambda m: (_file_stem(m), json.dumps(m, sort_keys=True))
+        ):
+            stem = _file_stem(manifest)
+            name, number = f"{stem}.yaml", 2
+            while name in files:  # the same kind/namespace/name twice: number the later ones, in a stable order
+                name, number = f"{stem}-{number}.yaml", number + 1
+            files[name] = yaml.safe_dump(manifest, sort_keys=False)
+        releases = sorted(helm_releases(result), key=lambda r: (str(r.get("namespace")), str(r.get("name"))))
+        files["helm-releases.yaml"] = yaml.safe_dump(releases, sort_keys=False)
+        marker.write_text("\n".join(sorted(files)) + "\n", encoding="utf-8")
+        written = []
+        for name in sorted(files):
+            path = target / name
+            path.write_text(files[name], encoding="utf-8")
+            written.append(path)
+    except OSError as error:
+        raise AimError(f"--out {str(out)!r}: cannot write: {error.strerror or error}") from None
     return written
 
 

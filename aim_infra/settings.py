@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .components.api_proxy import DEFAULT_PROXY_IMAGE
 from .recipes.errors import AimError
 from .recipes.precision import PrecisionWish
 from .recipes.workload import Workload, default_workload, parse_workload
@@ -39,6 +40,19 @@ RESERVED_NAMESPACES = (
 DEFAULT_BASE_IMAGE = "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0"
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: A StorageClass name is a DNS-1123 subdomain: dot-separated DNS labels, at most 253 characters.
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: A Hub commit: the full 40-hex sha (a short sha is not resolved by the Hub).
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+#: A branch or tag name as the Hub (git) accepts it; the rest of git's ref rules are checked in `_revision`.
+REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+QUANTITY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+QUANTITY_FACTORS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50})
+#: The smallest model cache worth asking for; the real floor is the checkpoint plus headroom (checked per decision).
+MIN_CACHE_BYTES = 2**30
+#: kube-controller-manager gives each node a /24 (IPv6: /64) of the pod CIDR and refuses a CIDR more than 16 bits
+#: shorter than that (65,536 nodes): so IPv4 /8–/24, IPv6 /48–/64.
+POD_CIDR_PREFIXES = {4: (8, 24), 6: (48, 64)}
 IMAGE_REF = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 )
@@ -50,7 +64,23 @@ def _boolean(value: Any) -> Any:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
+    if isinstance(value, str) and value.strip().lower() in YAML11_BOOLEANS:
+        # PyYAML reads yes/no/on/off as booleans (YAML 1.1); Pulumi's reader (YAML 1.2) passes them on as text.
+        raise ValueError("expected true or false (yes/no/on/off are text to Pulumi's YAML 1.2 reader, not booleans)")
     raise ValueError("expected true or false")
+
+
+YAML11_BOOLEANS = ("yes", "no", "on", "off", "y", "n")
+
+
+def quantity_bytes(quantity: str) -> int:
+    """Bytes of a Kubernetes quantity already matched by QUANTITY (e.g. 200Gi, 1.5Ti, 500G)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", quantity)
+    assert match is not None
+    number, unit = match.groups()
+    whole, _, fraction = number.partition(".")
+    scale = 10 ** len(fraction)
+    return (int(whole) * scale + int(fraction or 0)) * QUANTITY_FACTORS[unit] // scale
 
 
 def _auto_or_int(low: int, high: int) -> Any:
@@ -106,6 +136,20 @@ def _arg_list(value: Any) -> Any:
     if not isinstance(items, list) or not all(isinstance(i, str | int | float) for i in items):
         raise ValueError("expected a list of strings")
     return [str(i) for i in items]
+
+
+NODE_PORTS = "0 (assigned) or a port from 30000 to 32767"
+
+
+def _node_port(value: Any) -> Any:
+    """Kubernetes' default NodePort range (kube-apiserver --service-node-port-range); one wording everywhere."""
+    try:
+        number = _integer(0, 32767)(value)
+    except ValueError:
+        raise ValueError(f"expected {NODE_PORTS}") from None
+    if number and not 30000 <= number <= 32767:
+        raise ValueError(f"expected {NODE_PORTS}")
+    return number
 
 
 def _fraction(value: Any) -> Any:
@@ -194,7 +238,7 @@ GpuCount = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))
 Replicas = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
 MaxModelLen = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(256, 10_485_760))]
 Port = Annotated[int, BeforeValidator(_integer(1024, 65535))]
-NodePort = Annotated[int, BeforeValidator(_integer(0, 32767))]
+NodePort = Annotated[int, BeforeValidator(_node_port)]
 GroupId = Annotated[int, BeforeValidator(_integer(0, 2_147_483_647))]
 ArgList = Annotated[list[str], BeforeValidator(_arg_list)]
 WorkloadConfig = Annotated[Workload | None, BeforeValidator(_workload)]
@@ -233,6 +277,11 @@ class Settings(BaseModel):
     build_image: Bool = Field(default=True, alias="buildImage", description="Build and push the AIM image.")
     base_image: str = Field(default=DEFAULT_BASE_IMAGE, alias="baseImage", description="Pinned ROCm vLLM base image.")
     image: str = Field(default="", description="Image to run (buildImage false) or repository to push to.")
+    api_proxy_image: str = Field(
+        default=DEFAULT_PROXY_IMAGE,
+        alias="apiProxyImage",
+        description="The nginx image of the API proxy sidecar, pinned by digest (a mirror of the default, air-gapped).",
+    )
     calico: Bool = Field(default=False, description="Install Calico (tigera-operator).")
     pod_cidr: str = Field(default="192.168.0.0/16", alias="podCidr", description="Pod CIDR given to Calico.")
     metrics_server: Bool = Field(default=True, alias="metricsServer", description="Install metrics-server.")
@@ -309,17 +358,67 @@ class Settings(BaseModel):
     @field_validator("cache_size")
     @classmethod
     def _quantity(cls, value: str) -> str:
-        if value != "auto" and not QUANTITY.fullmatch(value):
-            raise ValueError("expected auto or a Kubernetes quantity such as 200Gi")
+        allowed = "auto or a Kubernetes quantity of at least 1Gi such as 200Gi (bytes without a unit are bytes)"
+        if value != "auto" and (
+            len(value) > 30 or not QUANTITY.fullmatch(value) or quantity_bytes(value) < MIN_CACHE_BYTES
+        ):
+            raise ValueError(f"expected {allowed}")
+        return value
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, value: str) -> str:
+        if value and not DNS_SUBDOMAIN.fullmatch(value):
+            raise ValueError(
+                "expected empty (the cluster's default) or a StorageClass name: a DNS-1123 subdomain of lower-case "
+                "letters, digits, '-' and '.', at most 253 characters, e.g. local-path"
+            )
+        return value
+
+    @field_validator("model_revision")
+    @classmethod
+    def _revision(cls, value: str) -> str:
+        if not value or COMMIT_SHA.fullmatch(value):
+            return value
+        bad = (
+            not REF_NAME.fullmatch(value)
+            or ".." in value
+            or "//" in value
+            or value.endswith(("/", ".", ".lock"))
+            or any(part.startswith(".") for part in value.split("/"))
+        )
+        if bad:
+            raise ValueError(
+                "expected empty (the default branch), a 40-hex commit sha, or a branch/tag name (git ref rules: "
+                "letters, digits, '.', '_', '-', '/'; no spaces, '..', or leading '.'/'-')"
+            )
         return value
 
     @field_validator("pod_cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:
         try:
-            ipaddress.ip_network(value, strict=True)
+            network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ValueError("expected a network in CIDR form such as 192.168.0.0/16") from None
+        low, high = POD_CIDR_PREFIXES[network.version]
+        if str(network) != value and network.compressed != value:
+            raise ValueError(f"host bits set: expected the network address, e.g. {network}")
+        if not low <= network.prefixlen <= high:
+            raise ValueError(
+                f"expected an IPv{network.version} prefix from /{low} to /{high} (each node gets a /{high} of it, "
+                "and Kubernetes allows at most 16 bits more)"
+            )
+        return value
+
+    @field_validator("api_proxy_image")
+    @classmethod
+    def _pinned_proxy_image(cls, value: str) -> str:
+        if not IMAGE_REF.fullmatch(value) or not re.search(r"@sha256:[0-9a-f]{64}$", value):
+            raise ValueError(
+                "expected a digest-pinned nginx image such as nginxinc/nginx-unprivileged:<tag>@sha256:<64 hex> "
+                "(the admission policy admits the sidecar only by digest)"
+            )
         return value
 
     @field_validator("base_image", "image")
@@ -356,8 +455,6 @@ class Settings(BaseModel):
                 self.api_allowed_cidrs,
                 "an explicit list of client networks (not 0.0.0.0/0 or ::/0) for a LoadBalancer service",
             )
-        if self.service_type == "NodePort" and self.node_port and not 30000 <= self.node_port <= 32767:
-            raise _KeyError("nodePort", self.node_port, "0 (assigned) or a port from 30000 to 32767")
         if self.namespace in RESERVED_NAMESPACES:
             # The stack owns its namespace (creates it, adopts it after a retained destroy, deletes it at cleanup all).
             raise _KeyError("namespace", self.namespace, f"a namespace of its own, not one of {RESERVED_NAMESPACES}")

@@ -30,6 +30,7 @@ class Conditions(BaseModel):
     mla: bool | None = None
     moe: bool | None = None
     min_gpus: int | None = Field(default=None, ge=1)
+    gpu_archs: list[str] | None = Field(default=None, description="GPU architectures (gfx942, ...) it applies to.")
     architectures: list[str] | None = None
     model_match: str | None = None
 
@@ -49,6 +50,7 @@ class Conditions(BaseModel):
             self.mla is None or self.mla == (profile.mla is not None),
             self.moe is None or self.moe == profile.is_moe,
             self.min_gpus is None or gpu_count >= self.min_gpus,
+            self.gpu_archs is None or gpu.arch in self.gpu_archs,
             self.architectures is None or profile.architecture in self.architectures,
             self.model_match is None or re.search(self.model_match, profile.id) is not None,
         )

@@ -133,9 +133,25 @@ class _Config:
     def _check_int(self, key: str, value: Any, minimum: int) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise AimError(f"{self.source}: config.json {key!r} must be an integer >= {minimum} (got {value!r})")
+        low, high = _INT_LIMITS.get(key, (minimum, _MAX_CONFIG_INT))
+        low = max(low, minimum)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise AimError(f"{self.source}: config.json {key!r} must be an integer from {low} to {high} (got {shown})")
         return value
+
+
+#: Far beyond any real model, small enough that counting per layer or expert never exhausts memory.
+_MAX_CONFIG_INT = 10**9
+_INT_LIMITS: dict[str, tuple[int, int]] = {
+    "num_hidden_layers": (1, 1024),
+    "num_local_experts": (0, 4096),
+    "num_experts": (0, 4096),
+    "n_routed_experts": (0, 4096),
+    # vLLM's context ladder starts at 256 tokens: a shorter context serves nothing useful (and no recipe allows it).
+    **{key: (256, 2**30) for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")},
+    "max_sequence_length": (256, 2**30),
+}
 
 
 @dataclass(frozen=True)
@@ -175,13 +191,20 @@ class _Counts:
     routed_experts: int
 
 
+def _layer_indices(cfg: _Config, key: str, value: Any) -> set[int]:
+    """A list of layer numbers from config.json; anything else is one error line."""
+    if isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        return set(value)
+    raise AimError(f"{cfg.source}: config.json {key!r} must be a list of layer numbers (got {str(value)[:40]!r})")
+
+
 def _layer_is_moe(cfg: _Config, layers: int) -> list[bool]:
     """Which decoder layers carry routed experts, from the family-specific keys that say so."""
     explicit = cfg.get("moe_layers")
     if isinstance(explicit, list) and explicit:
-        wanted = {int(index) for index in explicit}
+        wanted = _layer_indices(cfg, "moe_layers", explicit)
         return [index in wanted for index in range(layers)]
-    mlp_only = {int(index) for index in (cfg.get("mlp_only_layers") or [])}
+    mlp_only = _layer_indices(cfg, "mlp_only_layers", cfg.get("mlp_only_layers") or [])
     sparse_step = cfg.integer("decoder_sparse_step") or 1
     first_dense = cfg.integer("first_k_dense_replace", minimum=0) or 0
     layer_freq = cfg.integer("moe_layer_freq") or 1

@@ -37,13 +37,25 @@ _MAX_HEADER_BYTES = 100_000_000
 # Local folders
 
 
+#: Size limits of model metadata: real config.json files are a few KiB, real indexes well under a MiB (a DeepSeek-V3
+#: index with 90k tensors is ~9 MiB). Anything larger is not metadata, and is never read whole.
+MAX_JSON_BYTES = {CONFIG_FILE: 2**20, INDEX_FILE: 16 * 2**20}
+
+
 def _read_json(path: Path, what: str, fix: str) -> Any:
+    limit = MAX_JSON_BYTES.get(what, 2**20)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+        if len(raw) > limit:
+            raise AimError(f"{path}: {what} is larger than {limit // 2**20} MiB, too large for model metadata; {fix}")
+        return json.loads(raw.decode("utf-8"))
     except OSError as error:
         raise AimError(f"{path}: cannot read {what} ({error.strerror or error}); {fix}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AimError(f"{path}: {what} is not valid JSON ({error}); {fix}") from None
+    except (ValueError, RecursionError) as error:  # an integer beyond int()'s digit limit, or nesting beyond the stack
+        raise AimError(f"{path}: {what} cannot be read ({' '.join(str(error).split())[:120]}); {fix}") from None
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -176,8 +188,11 @@ def read_local_model(path: Path) -> ModelProfile:
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoint: str, offline: bool) -> AimError:
-    """One actionable line for whatever huggingface_hub raised."""
+def _hub_error(
+    error: BaseException, model_id: str, revision: str | None, endpoint: str, offline: bool, local: bool = True
+) -> AimError:
+    """One actionable line for whatever huggingface_hub raised. `local`: the caller accepts a local model directory
+    (the CLI does; aim:model takes Hub ids only, so the stack's lines never suggest one)."""
     import httpx2
     from huggingface_hub.errors import (
         FileMetadataError,
@@ -194,7 +209,9 @@ def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoi
     model = f"model {model_id!r}"
     rev = revision or "main"
     repo_url = f"{endpoint}/{model_id}"
-    local_hint = "or pass a local model directory"
+    local_hint = (
+        "or pass a local model directory" if local else "or use a bundled model (`python -m aim_infra recipes`)"
+    )
     has_token = bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"))
     if isinstance(error, GatedRepoError):
         if has_token:
@@ -225,7 +242,7 @@ def _hub_error(error: BaseException, model_id: str, revision: str | None, endpoi
     if offline and isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         return AimError(
             f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
-            f"pass a local model directory, use a bundled model, or unset HF_HUB_OFFLINE"
+            f"{'pass a local model directory, ' if local else ''}use a bundled model, or unset HF_HUB_OFFLINE"
         )
     for cause in causes(error):
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
@@ -287,15 +304,15 @@ def _cached_index_totals(model_id: str, revision: str | None) -> WeightTotals | 
     if not isinstance(cached, str):
         return None
     try:
-        index = json.loads(Path(cached).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        index = _read_json(Path(cached), INDEX_FILE, "delete it from the Hugging Face cache")
+    except AimError:
         return None
     metadata = index.get("metadata") if isinstance(index, dict) else None
     total = _int_or_none(metadata.get("total_size")) if isinstance(metadata, dict) else None
     return WeightTotals(total_bytes=total) if total else None
 
 
-def fetch_hub_profile(model_id: str, revision: str | None = None) -> ModelProfile:
+def fetch_hub_profile(model_id: str, revision: str | None = None, *, local: bool = True) -> ModelProfile:
     """Profile of a Hub model through huggingface_hub: config.json (cached) plus the safetensors headers.
 
     HF_TOKEN, HF_HOME and the cache are handled by huggingface_hub; HF_ENDPOINT and HF_HUB_OFFLINE are read on every
@@ -322,7 +339,7 @@ def fetch_hub_profile(model_id: str, revision: str | None = None) -> ModelProfil
             model_id, CONFIG_FILE, revision=revision, endpoint=endpoint, local_files_only=offline
         )
     except Exception as error:  # every failure of the client becomes one line naming the model and the fix
-        raise _hub_error(error, model_id, revision, shown, offline) from None
+        raise _hub_error(error, model_id, revision, shown, offline, local) from None
     config_file = Path(str(config_path))
     commit = config_file.parent.name
     config = _read_json(config_file, CONFIG_FILE, "delete it from the Hugging Face cache and retry")
@@ -340,7 +357,7 @@ def fetch_hub_profile(model_id: str, revision: str | None = None) -> ModelProfil
         try:
             weights = _repo_totals(api.get_safetensors_metadata(model_id, revision=revision))
         except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as error:
-            raise _hub_error(error, model_id, revision, shown, offline) from None
+            raise _hub_error(error, model_id, revision, shown, offline, local) from None
         except NotASafetensorsRepoError:
             note = "no safetensors weights on the Hub"
         except (HfHubHTTPError, httpx2.HTTPError, OfflineModeIsEnabled, SafetensorsParsingError, OSError) as error:
@@ -366,22 +383,25 @@ def _exists(path: Path, kind: str) -> bool:
         return False
 
 
-def resolve_model(model: str, revision: str | None = None, *, catalogue: ModelCatalogue | None = None) -> ModelProfile:
+def resolve_model(
+    model: str, revision: str | None = None, *, catalogue: ModelCatalogue | None = None, local: bool = True
+) -> ModelProfile:
     """A model by local directory, bundled catalogue id/alias (case-insensitive), or Hub repo id, in that order.
 
     A bundled entry wins even when a revision is given: its numbers describe the architecture, which revisions share.
+    `local=False` (the stack: its pods download from the Hub) never reads a folder of the machine running it.
     """
     name = model.strip()
     if not name:
         raise AimError("model: empty name; give a Hugging Face repo id (org/name), a bundled model or a local folder")
-    local = Path(name).expanduser()
-    if _exists(local, "dir"):
-        return read_local_model(local)
+    folder = Path(name).expanduser()
+    if local and _exists(folder, "dir"):
+        return read_local_model(folder)
     found = (catalogue if catalogue is not None else load_model_catalogue()).find(name)
     if found is not None:
         return found
-    if name.startswith(("/", "./", "../", "~", "\\")) or _exists(local, "file"):
+    if local and (name.startswith(("/", "./", "../", "~", "\\")) or _exists(folder, "file")):
         raise AimError(
             f"{name}: no such model directory; pass the folder that holds config.json and the safetensors weights"
         )
-    return fetch_hub_profile(name, revision)
+    return fetch_hub_profile(name, revision, local=local)

@@ -11,4 +11,5 @@ DATA_DIR = Path(os.environ.get("AIM_RECIPES_DIR", Path(__file__).resolve().paren
 GPUS_FILE = DATA_DIR / "gpus.yaml"
 MODELS_FILE = DATA_DIR / "models.yaml"
 VLLM_RULES_FILE = DATA_DIR / "vllm.yaml"
+VLLM_FLAGS_FILE = DATA_DIR / "vllm_flags.yaml"
 CATALOGUE_DIR = DATA_DIR / "catalogue"

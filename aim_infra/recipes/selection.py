@@ -24,7 +24,7 @@ from .performance import PerformanceEstimate, estimate_performance
 from .performance_data import PerformanceData, load_performance_data
 from .precision import ON_THE_FLY, PRECISION_WISHES
 from .recipe import STRUCTURAL_FLAGS, Metric, Recipe
-from .vllm_rules import VllmRules, load_vllm_rules
+from .vllm_rules import VllmFlags, VllmRules, load_vllm_flags, load_vllm_rules
 from .workload import Workload, default_workload
 
 CandidateStatus = Literal["selected", "viable", "rejected"]
@@ -135,18 +135,43 @@ class _Evaluated:
     replicas: int = 0
 
 
-def check_extra_args(extra_args: list[str], rules: VllmRules) -> None:
-    """User-supplied vLLM flags: refuse removed ones and those the recipe owns, one line each."""
+def check_extra_args(extra_args: list[str], rules: VllmRules, flags: VllmFlags | None = None) -> None:
+    """User-supplied vLLM flags: refuse removed ones, those the recipe owns and those the pinned vLLM does not know,
+    one line each."""
+    known = flags or load_vllm_flags()
     for token in extra_args:
-        if not token.startswith("--"):
-            continue
-        flag = token[2:].split("=", 1)[0]
+        if not token.startswith("-") or _is_number(token):
+            continue  # a value of the flag before it
+        shown = token.split("=", 1)[0]
+        flag = known.canonical(token)
+        if flag is None:
+            gone = rules.removed_flag(token.lstrip("-").split("=", 1)[0].replace("_", "-"))
+            if gone:
+                raise AimError(f"vllm extra argument {shown}: removed from vLLM (use {gone.instead})")
+            raise AimError(
+                f"vllm extra argument {shown}: not a flag of vLLM {known.vllm_version} (the base image's); "
+                "allowed: the flags of `vllm serve --help` (recipes/vllm_flags.yaml lists them)"
+            )
         if flag in STRUCTURAL_FLAGS:
-            raise AimError(f"vllm extra argument --{flag}: set by the recipe; use the matching setting instead")
+            raise AimError(f"vllm extra argument {shown}: set by the recipe; use the matching setting instead")
         value = token.split("=", 1)[1] if "=" in token else ""
         problem = flag_problem({flag: value}, {}, rules)
         if problem:
             raise AimError(f"vllm extra argument {token}: {problem}")
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def profile_format_note(profile: ModelProfile) -> str:
+    """The quantisation method behind a checkpoint's precision, when it says more (e.g. gpt-oss's mxfp4 MoE)."""
+    method = profile.quant_method
+    return f" (quantisation {method})" if method and method != profile.checkpoint_precision else ""
 
 
 @dataclass(slots=True)
@@ -410,8 +435,12 @@ class Selector:
             raise AimError(f"metric {metric!r}: expected throughput or latency")
         if precision not in PRECISION_WISHES:
             raise AimError(f"precision {precision!r}: expected one of {', '.join(PRECISION_WISHES)}")
-        if not 1 <= available <= 64:
-            raise AimError(f"gpu count {available}: expected 1 to 64 GPUs on one node")
+        if not 1 <= available <= gpu.gpus_per_node:
+            # The count is what one node offers (replicas spread over nodes by aim:replicas, not by this count).
+            raise AimError(
+                f"gpu count {available} (aim:gpuCount / --gpu-count): expected 1 to {gpu.gpus_per_node}, the most "
+                f"{gpu.name} one node holds (recipes/gpus.yaml)"
+            )
         if max_model_len is not None and not 256 <= max_model_len <= profile.max_context:
             raise AimError(
                 f"max_model_len {max_model_len}: expected 256 to {profile.max_context} (the context of {profile.id})"
@@ -562,9 +591,25 @@ class Selector:
         head = f"nothing can serve {profile.id} on {request.available} × {gpu.name}{context}"
         if why_not:
             head += f" ({why_not})"
+        if isinstance(generated_precision(profile, gpu, "auto"), str):
+            # Not a question of size: this GPU has no kernels for the checkpoint's weight format at all.
+            elsewhere = [g.name for g in self.gpus.gpus if not isinstance(generated_precision(profile, g, "auto"), str)]
+            where = f"; it runs on {', '.join(elsewhere)}" if elsewhere else ""
+            return (
+                f"nothing can serve {profile.id} on {gpu.name}: {gpu.arch} has no kernels in ROCm vLLM for its "
+                f"{profile.checkpoint_precision} weights{profile_format_note(profile)}{where}"
+            )
         alternatives = self._alternatives(profile, gpu, max_model_len)
         if not alternatives:
             return f"{head}: it does not fit one node of {gpu.gpus_per_node} × {gpu.name} in any precision it supports"
+        here = [option for option, count in alternatives if count <= request.available]
+        if here:
+            # The GPUs are enough for these precisions: only the one asked for (or the checkpoint's) is not.
+            shown = " or ".join(here)
+            beyond = [f"{option} needs ≥ {count} × {gpu.name}" for option, count in alternatives if option not in here]
+            return f"{head}: it can be served here in {shown} (set precision to {shown})" + "".join(
+                f"; {text}" for text in beyond
+            )
         parts = [f"needs ≥ {alternatives[0][1]} × {gpu.name} in {alternatives[0][0]}"]
         parts += [f"or {count} with {option} (precision={option})" for option, count in alternatives[1:]]
         return f"{head}: {', '.join(parts)}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .paths import VLLM_RULES_FILE
+from .paths import VLLM_FLAGS_FILE, VLLM_RULES_FILE
 from .yamlio import load_model
 
 
@@ -67,3 +67,40 @@ class VllmRules(BaseModel):
 @cache
 def load_vllm_rules(path: Path = VLLM_RULES_FILE) -> VllmRules:
     return load_model(path, VllmRules)
+
+
+class VllmFlags(BaseModel):
+    """The flags `vllm serve` of one vLLM release accepts (extracted by scripts/extract_vllm_flags.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vllm_version: str = Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    read_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    sources: list[str] = Field(min_length=1)
+    flags: list[str] = Field(min_length=1, description="Long flags without the leading --.")
+    negatable: list[str] = Field(default_factory=list, description="Boolean flags also accepted as --no-<flag>.")
+    aliases: dict[str, str] = Field(default_factory=dict, description="Short alias (-tp) → long flag.")
+
+    def canonical(self, token: str) -> str | None:
+        """The long flag (no dashes in front) that `token` (`--flag`, `--flag=value`, `--no-flag`, `-tp`, `-O3`) sets,
+        or None when this release has no such flag. Like vLLM's FlexibleArgumentParser: underscores mean dashes,
+        and `--json-flag.key=value` sets one key of a JSON flag."""
+        if not token.startswith("--"):
+            alias = token.split("=", 1)[0]
+            if alias in self.aliases:
+                return self.aliases[alias]
+            return self.aliases.get("-O") if alias.startswith("-O") else None
+        name = token[2:].split("=", 1)[0].replace("_", "-")
+        known = set(self.flags)
+        if name in known:
+            return name
+        if "." in name and name.split(".", 1)[0] in known:
+            return name.split(".", 1)[0]
+        if name.startswith("no-") and name[3:] in set(self.negatable):
+            return name[3:]
+        return None
+
+
+@cache
+def load_vllm_flags(path: Path = VLLM_FLAGS_FILE) -> VllmFlags:
+    return load_model(path, VllmFlags)

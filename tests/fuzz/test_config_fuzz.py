@@ -68,7 +68,7 @@ GOOD: dict[str, list[str]] = {
     "registryPort": ["1024", "5000", "65535"],
     "baseImage": ["rocm/vllm:rocm6.4.1_vllm_0.10.1", "rocm/vllm" + DIGEST, "docker.io/rocm/vllm:v0.11.0"],
     "image": ["", "registry.example.com/aim/aim-engine", "registry.example.com/aim/aim-engine:1.0", "x/y" + DIGEST],
-    "podCidr": ["192.168.0.0/16", "10.244.0.0/16", "fd00::/8"],
+    "podCidr": ["192.168.0.0/16", "10.244.0.0/16", "fd00:10::/56"],
     "renderGroupId": ["0", "110", "2147483647"],
     "apiAllowedCidrs": ['["0.0.0.0/0"]', '["10.0.0.0/8", "192.168.1.0/24"]', "10.0.0.0/8", "[]", '["fd00::/8"]'],
     "apiAllowedNamespaces": ["[]", '["ingress-nginx"]', "ingress-nginx monitoring"],

@@ -151,7 +151,10 @@ def test_blank_values_mean_empty_and_padding_is_ignored() -> None:
 def test_an_empty_secret_is_no_secret() -> None:
     result = run_stack("prod", {"aim:hfToken": "", "aim:apiKey": "  "})
     assert result.error is None, result.error
-    assert not [r for r in result.of_type("kubernetes:core/v1:Secret") if "aim:infra:AimEngine" in r.urn]
+    engine_secrets = [r for r in result.of_type("kubernetes:core/v1:Secret") if "aim:infra:AimEngine" in r.urn]
+    # No token Secret; the API key is the generated one (a blank aim:apiKey is no key, so one is generated).
+    assert [r.name for r in engine_secrets] == ["aim-engine-api-key"]
+    assert engine_secrets[0].inputs["stringData"]["VLLM_API_KEY"].startswith("plan-generated-")
 
 
 @pytest.mark.parametrize("cidrs", ['["::/0"]', '["10.0.0.0/8", "0.0.0.0/0"]'])

@@ -855,3 +855,46 @@ def test_resolve_a_missing_path_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(AimError) as error:
         resolve_model("   ", catalogue=catalogue_with("org/model"))
     one_line(error, "empty", "Hugging Face repo id")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Issue #11: hostile or broken metadata is one line, never a traceback or a memory blow-up
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"max_position_embeddings": 100}, "config.json 'max_position_embeddings' must be an integer from 256 to"),
+        ({"num_hidden_layers": 10**12}, "config.json 'num_hidden_layers' must be an integer from 1 to 1024"),
+        ({"num_local_experts": 10**15, "num_experts_per_tok": 2}, "config.json 'num_local_experts' must be an"),
+        ({"hidden_size": 10**30}, "config.json 'hidden_size' must be an integer from 1 to 1000000000"),
+    ],
+)
+def test_absurd_config_numbers_are_one_line(changes: dict[str, Any], needle: str) -> None:
+    with pytest.raises(AimError) as error:
+        profile(with_(LLAMA_31_8B, **changes))
+    one_line(error, needle)
+
+
+def test_a_local_model_with_a_tiny_context_is_one_line_through_the_cli(tmp_path: Path) -> None:
+    from aim_infra.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps(with_(LLAMA_31_8B, max_position_embeddings=100)))
+    save_file({"w": np.zeros((2, 2), dtype=np.float16)}, str(tmp_path / "model.safetensors"))
+    assert main(["select", "--model", str(tmp_path), "--gpu", "MI300X", "--gpu-count", "1"]) == 2
+
+
+@pytest.mark.parametrize(("name", "limit"), [("config.json", "1 MiB"), ("model.safetensors.index.json", "16 MiB")])
+def test_model_metadata_is_read_with_a_size_limit(tmp_path: Path, name: str, limit: str) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_31_8B))
+    with (tmp_path / name).open("wb") as handle:  # a sparse 4 GiB file: costs no disk, would cost 4 GiB of memory
+        handle.truncate(4 * 2**30)
+    with pytest.raises(AimError) as error:
+        read_local_model(tmp_path)
+    one_line(error, name, f"larger than {limit}")
+
+
+def test_non_numeric_layer_lists_are_one_line() -> None:
+    with pytest.raises(AimError) as error:
+        profile(with_(QWEN3_30B_A3B, mlp_only_layers=["x"]))
+    one_line(error, "config.json 'mlp_only_layers' must be a list of layer numbers")

@@ -25,8 +25,28 @@ BAD_CONFIG = [
     ({"aim:maxModelLen": "1000000"}, "max_model_len 1000000: expected 256 to 40960"),
     ({"aim:replicas": "4"}, "aim:replicas 4: only 1 fit on one node"),
     ({"aim:baseImage": "rocm/vllm:latest"}, "aim:baseImage: 'rocm/vllm:latest' is not allowed"),
-    ({"aim:nodePort": "99"}, "aim:nodePort: 99 is not allowed"),
+    ({"aim:nodePort": "99"}, "aim:nodePort: '99' is not allowed: expected 0 (assigned) or a port from 30000"),
     ({"aim:modle": "x"}, "aim:modle: unknown config key; did you mean aim:model?"),
+    # Issue #11: each of these was accepted, or refused for the wrong reason, before.
+    ({"aim:cacheSize": "10"}, "aim:cacheSize: '10' is not allowed: expected auto or a Kubernetes quantity of at"),
+    ({"aim:cacheSize": "20Gi"}, "aim:cacheSize: '20Gi' is not allowed: expected at least 28Gi for Qwen/Qwen3-8B"),
+    ({"aim:storageClass": "Bad Class"}, "aim:storageClass: 'Bad Class' is not allowed: expected empty"),
+    ({"aim:podCidr": "10.0.0.1/32"}, "aim:podCidr: '10.0.0.1/32' is not allowed: expected an IPv4 prefix from /8"),
+    ({"aim:modelRevision": "main; rm -rf /"}, "aim:modelRevision: 'main; rm -rf /' is not allowed"),
+    ({"aim:vllmExtraArgs": "--bogus-flag-xyz=1"}, "vllm extra argument --bogus-flag-xyz: not a flag of vLLM 0.23.0"),
+    ({"aim:vllmExtraArgs": "--use-v2-block-manager"}, "vllm extra argument --use-v2-block-manager: removed from"),
+    ({"aim:vllmExtraArgs": "-tp 2"}, "vllm extra argument -tp: set by the recipe"),
+    ({"aim:gpuCount": "64"}, "gpu count 64 (aim:gpuCount / --gpu-count): expected 1 to 8, the most MI300X one node"),
+    (
+        {"aim:vllmExtraArgs": "--trust-remote-code"},
+        "aim:modelRevision: unset is not allowed: expected a 40-hex commit sha, because aim:vllmExtraArgs runs "
+        "--trust-remote-code (the repository's Python code runs in the vLLM pod next to the API key); find the commit "
+        "at https://huggingface.co/Qwen/Qwen3-8B/commits/main",
+    ),
+    (
+        {"aim:vllmExtraArgs": "--trust-remote-code", "aim:modelRevision": "main"},
+        "aim:modelRevision: 'main' is not allowed: expected a 40-hex commit sha",
+    ),
 ]
 
 
@@ -133,3 +153,31 @@ def test_gpu_auto_with_an_unreachable_cluster_says_what_to_set(tmp_path: Path, m
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     result = run_stack("dev", {"aim:gpu": "auto", "aim:clusterBootstrap": "none"})
     assert result.error is not None and "no usable kubeconfig" in result.error
+
+
+def test_a_recipe_that_runs_remote_code_needs_a_pinned_commit() -> None:
+    """Kimi-K2's catalogue recipes run --trust-remote-code: refused unpinned, planned with a 40-hex revision."""
+    kimi = {"aim:model": "moonshotai/Kimi-K2-Instruct"}
+    refused = run_stack("prod", kimi)
+    assert refused.error is not None and refused.resources == []
+    assert refused.error.startswith("aim:modelRevision: unset is not allowed: expected a 40-hex commit sha, because "
+                                    "recipe kimi-k2-"), refused.error  # fmt: skip
+    assert "git ls-remote https://huggingface.co/moonshotai/Kimi-K2-Instruct refs/heads/main" in refused.error
+    pinned = run_stack("prod", {**kimi, "aim:modelRevision": "0" * 40})
+    assert pinned.error is None, pinned.error
+    assert "--trust-remote-code" in pinned.outputs["vllmArgs"]
+
+
+def test_the_checked_in_stacks_run_no_remote_code() -> None:
+    for stack in ("dev", "prod"):
+        result = run_stack(stack)
+        assert result.error is None, result.error
+        assert "--trust-remote-code" not in result.outputs["vllmArgs"], stack
+
+
+def test_aim_model_never_reads_a_local_folder_nor_suggests_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tests` is a folder here and a valid-looking Hub id: the stack asks the Hub (offline: refused), not the disk."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run_stack("dev", {"aim:model": "tests"})
+    assert result.error is not None and "'tests'" in result.error and "\n" not in result.error
+    assert "local model directory" not in result.error

@@ -85,8 +85,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"metric": "speed"}, "aim:metric: 'speed' is not allowed: expected 'throughput' or 'latency'"),
     ({"precision": "fp4"}, "aim:precision: 'fp4' is not allowed"),
     ({"serviceType": "Ingress"}, "aim:serviceType: 'Ingress' is not allowed"),
-    ({"nodePort": "80"}, "aim:nodePort: 80 is not allowed: expected 0 (assigned) or a port from 30000 to 32767"),
-    ({"nodePort": "http"}, "aim:nodePort: 'http' is not allowed: expected a whole number"),
+    ({"nodePort": "80"}, "aim:nodePort: '80' is not allowed: expected 0 (assigned) or a port from 30000 to 32767"),
+    ({"nodePort": "http"}, "aim:nodePort: 'http' is not allowed: expected 0 (assigned) or a port from 30000 to 32767"),
+    # One wording whatever the service type or how far out of range (issue #11).
+    ({"nodePort": "99999", "serviceType": "ClusterIP"}, "aim:nodePort: '99999' is not allowed: expected 0 (assigned)"),
     ({"registryPort": "22"}, "aim:registryPort: '22' is not allowed: expected a whole number from 1024 to 65535"),
     ({"cacheSize": "big"}, "aim:cacheSize: 'big' is not allowed: expected auto or a Kubernetes quantity"),
     ({"cacheAccessMode": "ReadOnlyMany"}, "aim:cacheAccessMode: 'ReadOnlyMany' is not allowed"),
@@ -110,7 +112,29 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ),
     ({"monitoring": "1"}, "aim:monitoring: '1' is not allowed: expected true or false"),
     ({"namespace": "AIM"}, "aim:namespace: 'AIM' is not allowed: expected a DNS label"),
-    ({"podCidr": "192.168.0.1/16"}, "aim:podCidr: '192.168.0.1/16' is not allowed: expected a network in CIDR"),
+    (
+        {"podCidr": "192.168.0.1/16"},
+        "aim:podCidr: '192.168.0.1/16' is not allowed: host bits set: expected the network",
+    ),
+    ({"podCidr": "10.0.0.1/32"}, "aim:podCidr: '10.0.0.1/32' is not allowed: expected an IPv4 prefix from /8 to /24"),
+    ({"podCidr": "0.0.0.0/0"}, "aim:podCidr: '0.0.0.0/0' is not allowed: expected an IPv4 prefix from /8 to /24"),
+    ({"podCidr": "fd00::/8"}, "aim:podCidr: 'fd00::/8' is not allowed: expected an IPv6 prefix from /48 to /64"),
+    ({"podCidr": "pods"}, "aim:podCidr: 'pods' is not allowed: expected a network in CIDR form"),
+    ({"cacheSize": "10"}, "aim:cacheSize: '10' is not allowed: expected auto or a Kubernetes quantity of at least 1Gi"),
+    ({"cacheSize": "500Mi"}, "aim:cacheSize: '500Mi' is not allowed: expected auto or a Kubernetes quantity of at"),
+    ({"cacheSize": "9" * 40}, "aim:cacheSize: '" + "9" * 40 + "' is not allowed: expected auto or a Kubernetes"),
+    ({"storageClass": "Bad Class"}, "aim:storageClass: 'Bad Class' is not allowed: expected empty (the cluster's"),
+    ({"storageClass": "-ssd"}, "aim:storageClass: '-ssd' is not allowed: expected empty (the cluster's default) or"),
+    ({"modelRevision": "main; rm -rf /"}, "aim:modelRevision: 'main; rm -rf /' is not allowed: expected empty (the"),
+    ({"modelRevision": "my branch"}, "aim:modelRevision: 'my branch' is not allowed: expected empty (the default"),
+    ({"modelRevision": "../x"}, "aim:modelRevision: '../x' is not allowed: expected empty (the default branch), a 40"),
+    ({"modelRevision": "v1..2"}, "aim:modelRevision: 'v1..2' is not allowed"),
+    ({"modelRevision": "main.lock"}, "aim:modelRevision: 'main.lock' is not allowed"),
+    (
+        {"registry": "yes"},
+        "aim:registry: 'yes' is not allowed: expected true or false (yes/no/on/off are text to Pulumi's YAML 1.2",
+    ),
+    ({"calico": "off"}, "aim:calico: 'off' is not allowed: expected true or false (yes/no/on/off are text to Pulumi's"),
     ({"model": "../models/x"}, "aim:model: '../models/x' is not allowed: expected a Hugging Face model id"),
     ({"baseImage": "rocm/vllm:latest"}, "aim:baseImage: 'rocm/vllm:latest' is not allowed: expected a pinned tag"),
     ({"baseImage": "rocm/vllm"}, "aim:baseImage: 'rocm/vllm' is not allowed: expected a pinned tag"),
@@ -187,3 +211,30 @@ def test_the_default_base_image_is_the_dockerfiles() -> None:
         line.split("=", 1)[1].strip() for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE=")
     )
     assert Settings().base_image == default == PROJECT["config"]["baseImage"]["default"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "value"),
+    [
+        ({"cacheSize": "1Gi"}, "cache_size", "1Gi"),
+        ({"cacheSize": "1.5Ti"}, "cache_size", "1.5Ti"),
+        ({"cacheSize": "2000000000"}, "cache_size", "2000000000"),
+        ({"storageClass": "fast.ssd-1"}, "storage_class", "fast.ssd-1"),
+        ({"modelRevision": "a" * 40}, "model_revision", "a" * 40),
+        ({"modelRevision": "v2.0"}, "model_revision", "v2.0"),
+        ({"modelRevision": "refs/pr/12"}, "model_revision", "refs/pr/12"),
+        ({"podCidr": "10.244.0.0/16"}, "pod_cidr", "10.244.0.0/16"),
+        ({"podCidr": "10.0.0.0/8"}, "pod_cidr", "10.0.0.0/8"),
+        ({"podCidr": "fd00:10::/56"}, "pod_cidr", "fd00:10::/56"),
+        ({"nodePort": "0", "serviceType": "ClusterIP"}, "node_port", 0),
+    ],
+)
+def test_good_values_of_the_stricter_keys_are_kept(raw: dict[str, Any], field: str, value: object) -> None:
+    assert getattr(parse_settings(raw), field) == value
+
+
+def test_quantity_bytes_reads_every_unit() -> None:
+    from aim_infra.settings import quantity_bytes
+
+    assert quantity_bytes("1Gi") == 2**30 and quantity_bytes("1.5Ti") == 3 * 2**39
+    assert quantity_bytes("500G") == 500 * 10**9 and quantity_bytes("10") == 10 and quantity_bytes("0.5Ki") == 512
