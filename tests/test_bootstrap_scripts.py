@@ -10,6 +10,8 @@ override means a simulated run without a root check), additionally run as nobody
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import shutil
 import stat
@@ -30,6 +32,7 @@ MIRROR = BOOTSTRAP / "containerd-registry-mirror.sh"
 CONTAINERD_CONFIG = BOOTSTRAP / "containerd-config.sh"
 KUBEADM_INIT = BOOTSTRAP / "kubeadm-init.sh"
 KUBEADM_RESET = BOOTSTRAP / "kubeadm-reset.sh"
+REGISTRY_VOLUME = BOOTSTRAP / "registry-volume.sh"
 LIB = BOOTSTRAP / "lib.sh"
 CI = os.environ.get("AIM_TESTS_REQUIRE_TOOLS") == "1"
 SCRIPTS = sorted(BOOTSTRAP.glob("*.sh"))
@@ -50,6 +53,8 @@ KUBE_COMMANDS = ("containerd", "kubeadm", "kubelet", "kubectl")
 INSTALL_URL = "https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/install-kubeadm/"
 NEEDS_ROOT = "needs root: run `pulumi up` as root or allow passwordless sudo for this user (sudo -n true failed)"
 TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
+#: The stack id the Pulumi program passes (--stack): what the host markers record as their creator.
+STACK = "aim/dev"
 NODES_JSONPATH = (
     '{range .items[*]}{.metadata.name}{":"}{range .spec.taints[*]}{" "}{.key}{":"}{.effect}{end}{"\\n"}{end}'
 )
@@ -63,7 +68,7 @@ RESET_NOTE = (
 TOOLS = (
     "bash", "env", "cat", "sed", "awk", "grep", "head", "tail", "tr", "paste", "mktemp", "mv", "rm", "rmdir",
     "mkdir", "chmod", "cp", "cmp", "dirname", "basename", "sleep", "ls", "touch", "sort", "cut", "wc", "tee",
-    "readlink", "true", "false", "printf", "stat",
+    "readlink", "true", "false", "printf", "stat", "date", "sha256sum",
 )  # fmt: skip
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -77,6 +82,10 @@ if [[ "$*" == "config default" ]]; then
 fi
 """,
     "systemctl": r"""
+if [[ "$1" == is-active ]]; then
+  [[ ! -f "$FAKE_STATE/containerd-inactive" ]]
+  exit
+fi
 if [[ -f "$FAKE_STATE/systemctl-fails" ]]; then
   echo "Job for containerd.service failed because the control process exited with error code." >&2
   exit 1
@@ -92,7 +101,8 @@ case "$1" in
       echo "[ERROR Port-6443]: Port 6443 is in use" >&2
       exit 1
     fi
-    mkdir -p "$etc/kubernetes/manifests"
+    mkdir -p "$etc/kubernetes/manifests" "$etc/kubernetes/pki"
+    printf 'a new cluster CA %s\n' "$RANDOM$RANDOM" >"$etc/kubernetes/pki/ca.crt"
     printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n' >"$etc/kubernetes/admin.conf"
     touch "$etc/kubernetes/manifests/kube-apiserver.yaml"
     printf 'networking:\n  podSubnet: %s\n  serviceSubnet: 10.96.0.0/12\n' "${2#--pod-network-cidr=}" \
@@ -103,7 +113,7 @@ case "$1" in
     ;;
   reset)
     if [[ -f "$FAKE_STATE/kubeadm-reset-fails" ]]; then echo "reset: etcd is busy" >&2; exit 1; fi
-    rm -rf "$etc/kubernetes/admin.conf" "$etc/kubernetes/manifests"
+    rm -rf "$etc/kubernetes/admin.conf" "$etc/kubernetes/manifests" "$etc/kubernetes/pki"
     echo "[reset] Deleted contents of the etcd data directory: /var/lib/etcd"
     ;;
 esac
@@ -158,12 +168,29 @@ exit 1
     "iptables-save": "",
     "iptables-restore": "",
     "ip6tables": "",
-    "docker": "",
+    # volumes are files $FAKE_STATE/volumes/NAME holding the value of their aim.stack label (empty: no label)
+    "docker": r"""
+volumes=$FAKE_STATE/volumes
+case "$*" in
+  "volume ls --quiet") if [[ -d "$volumes" ]]; then ls "$volumes"; fi ;;
+  "volume inspect --format {{ index .Labels \"aim.stack\" }} "*)
+    label=$(cat "$volumes/${*: -1}")
+    echo "${label:-<no value>}"
+    ;;
+  "volume rm "*)
+    if [[ -f "$FAKE_STATE/volume-in-use" ]]; then echo "Error response from daemon: volume is in use" >&2; exit 1; fi
+    rm "$volumes/$3"
+    echo "$3"
+    ;;
+  *) echo "fake docker: unexpected arguments: $*" >&2; exit 1 ;;
+esac
+""",
     "swapoff": "",
     "modprobe": "",
     "sysctl": "",
     "chown": "",
 }
+IS_ACTIVE = "systemctl is-active --quiet containerd"
 MUTATING = ("kubeadm init", "kubeadm reset", "systemctl", "kubectl --kubeconfig {admin} taint", "ip link delete")
 
 
@@ -295,7 +322,7 @@ def assert_no_mutating_calls(sb: Sandbox) -> None:
 
 
 def test_scripts_exist() -> None:
-    for script in (PREFLIGHT, MIRROR, CONTAINERD_CONFIG, KUBEADM_INIT, KUBEADM_RESET, LIB):
+    for script in (PREFLIGHT, MIRROR, CONTAINERD_CONFIG, KUBEADM_INIT, KUBEADM_RESET, REGISTRY_VOLUME, LIB):
         assert script in SCRIPTS
 
 
@@ -366,6 +393,30 @@ def test_help(sb: Sandbox, script: Path) -> None:
         (KUBEADM_RESET, ("--kubeconfig",)),
         (KUBEADM_RESET, ("--kubeconfig", "")),
         (KUBEADM_RESET, ("--kubeconfig", "/tmp/kc", "--force")),
+        (KUBEADM_INIT, ("--pod-cidr", "10.244.0.0/16", "--kubeconfig", "/tmp/kc")),  # no --stack
+        (KUBEADM_INIT, ("--stack", "dev", "--pod-cidr", "10.244.0.0/16", "--kubeconfig", "/tmp/kc")),
+        (KUBEADM_INIT, ("--stack", "aim/dev;rm", "--pod-cidr", "10.244.0.0/16", "--kubeconfig", "/tmp/kc")),
+        (KUBEADM_RESET, ("--kubeconfig", "/tmp/kc")),  # no --stack
+        (KUBEADM_RESET, ("--stack", STACK, "--kubeconfig", "/tmp/kc", "--local-path-dir", "/opt/lp")),
+        (KUBEADM_RESET, ("--stack", STACK, "--kubeconfig", "/tmp/kc", "--local-path-namespace", "aim")),
+        (
+            KUBEADM_RESET,
+            (
+                "--stack",
+                STACK,
+                "--kubeconfig",
+                "/tmp/kc",
+                "--local-path-dir",
+                "/opt/lp",
+                "--local-path-namespace",
+                "Bad_NS",
+            ),
+        ),
+        (REGISTRY_VOLUME, ()),
+        (REGISTRY_VOLUME, ("--stack", STACK)),
+        (REGISTRY_VOLUME, ("--claim", "aim-registry-data")),
+        (REGISTRY_VOLUME, ("--stack", STACK, "--claim", "aim-registry-data", "--remove", "aim-registry-data")),
+        (REGISTRY_VOLUME, ("--stack", STACK, "--remove", "../etc")),
     ],
     ids=lambda value: "-".join(value) if isinstance(value, tuple) else value.stem,
 )
@@ -562,14 +613,27 @@ def test_missing_kubernetes_commands_are_one_error_line(host: FakeHost, missing:
     )
 
 
-def test_missing_commands_and_driver_are_one_line_each_and_fixes_still_apply(host: FakeHost) -> None:
-    host.make(kfd=False, sysctl={"net.ipv4.ip_forward": "0"})
+@pytest.mark.parametrize("check", [False, True], ids=["real", "check"])
+def test_a_missing_prerequisite_stops_preflight_before_any_change(host: FakeHost, check: bool) -> None:
+    """Regression: swap, fstab, modules and sysctls used to be changed before the missing driver/commands stopped it."""
+    host.make(kfd=False, swap_on=True, modules=(), sysctl={"net.ipv4.ip_forward": "0"}, persisted=False,
+              fstab=FSTAB_SWAP)  # fmt: skip
     host.sandbox.remove_fake("kubelet")
-    result = host.run()
+    before = snapshot(host.root)
+    result = host.run(*(["--check"] if check else []))
     assert result.returncode == 1
     errors = lines(result.stderr)
     assert len(errors) == 2 and "kfd" in errors[0] and "not on PATH: kubelet:" in errors[1]
-    assert change_lines(result.stdout, "changed:") == ["changed: sysctl net.ipv4.ip_forward=1 (was 0)"]
+    assert result.stdout == ""  # no "changed:", no "would:", no "simulated:" command
+    assert snapshot(host.root) == before  # swap still on, fstab, modules, sysctls and /etc untouched
+    assert not any(call.split()[0] in {"swapoff", "modprobe", "sysctl"} for call in host.sandbox.calls())
+    (host.dev / "kfd").write_text("")
+    # the fixes apply once the prerequisites are there (the driver and kubelet back)
+    (host.sandbox.fakes / "kubelet").write_text(f"#!{BASH}\n")
+    (host.sandbox.fakes / "kubelet").chmod(0o755)
+    fixed = host.run()
+    assert fixed.returncode == 0, fixed.stderr
+    assert "changed: sysctl net.ipv4.ip_forward=1 (was 0)" in lines(fixed.stdout)
 
 
 def test_real_run_fixes_everything_once(host: FakeHost) -> None:
@@ -1218,7 +1282,7 @@ def test_containerd_config_generates_a_missing_file_once(sb: Sandbox) -> None:
         *(f"changed: {e}" for e in expected[1:]),
         "changed: restarted containerd",
     ]
-    assert sb.calls() == ["containerd config default", "systemctl restart containerd"]
+    assert sb.calls() == ["containerd config default", "systemctl restart containerd", IS_ACTIVE]
     text = config.read_text()
     assert line_diff(CONTAINERD_17_DEFAULT, text) == (
         ["            SystemdCgroup = false", '      config_path = ""'],
@@ -1303,7 +1367,7 @@ def test_containerd_config_edits_only_the_two_keys_of_an_existing_file(
         *(f"changed: {e}" for e in edits),
         "changed: restarted containerd",
     ]
-    assert sb.calls() == ["systemctl restart containerd"]
+    assert sb.calls() == ["systemctl restart containerd", IS_ACTIVE]
     text = config.read_text()
     assert line_diff(default, text) == (removed, added)
     assert keys(text)[0] is True and "/etc/containerd/certs.d" in keys(text)[1].split(":")
@@ -1446,10 +1510,64 @@ def test_containerd_config_reports_a_failed_restart(sb: Sandbox) -> None:
     errors = [line for line in lines(result.stderr) if line.startswith("containerd-config:")]
     assert errors == [
         f"containerd-config: systemctl restart containerd failed after {config} changed: see"
-        f" `journalctl -u containerd` (the original file is {config}.aim-backup)"
+        f" `journalctl -u containerd` (the original file is {config}.aim-backup); the next run retries the restart"
     ]
     assert "changed: restarted containerd" not in result.stdout
     assert v3_keys(config.read_text())[0] is True
+    pending = Path(f"{config}.aim-restart-pending")
+    assert pending.is_file()  # written before the file was replaced
+
+    # Regression: the rerun found the file right and said "unchanged", so containerd kept its old config.
+    check = sb.run(CONTAINERD_CONFIG, "--check")
+    assert check.returncode == 3
+    assert lines(check.stdout) == [
+        f"would: restart containerd (systemctl restart containerd): {config} changed but the restart after it did"
+        f" not finish ({pending})"
+    ]
+    sb.flag("systemctl-fails", on=False)
+    sb.clear_calls()
+    rerun = sb.run(CONTAINERD_CONFIG)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert lines(rerun.stdout) == [
+        f"changed: restarted containerd (the restart after an earlier change of {config} had not finished)"
+    ]
+    assert sb.calls() == ["systemctl restart containerd", IS_ACTIVE]
+    assert not pending.exists()
+    third = sb.run(CONTAINERD_CONFIG)
+    assert third.returncode == 0 and lines(third.stdout)[0].startswith(f"unchanged: {config}")
+
+
+def test_containerd_config_keeps_the_restart_pending_while_containerd_is_not_active(sb: Sandbox) -> None:
+    """A restart that "succeeds" but leaves containerd down (a bad config, a crash loop) is retried too."""
+    config = write_config(sb, CONTAINERD_22_DEFAULT)
+    sb.flag("containerd-inactive")
+    result = sb.run(CONTAINERD_CONFIG, env=sb.env(AIM_CONTAINERD_WAIT="1"))
+    assert_one_error_line(result, CONTAINERD_CONFIG, 1, f"containerd is not active 1s after its restart with the"
+                          f" changed {config}", "the next run retries the restart")  # fmt: skip
+    assert Path(f"{config}.aim-restart-pending").is_file()
+    sb.flag("containerd-inactive", on=False)
+    rerun = sb.run(CONTAINERD_CONFIG)
+    assert rerun.returncode == 0 and lines(rerun.stdout)[0].startswith("changed: restarted containerd (the restart")
+    assert not Path(f"{config}.aim-restart-pending").exists()
+
+
+def test_containerd_config_interrupted_between_file_and_restart_is_retried(sb: Sandbox) -> None:
+    """Killed after the new file was in place but before the restart: the marker alone makes the rerun restart."""
+    config = write_config(sb, CONTAINERD_22_DEFAULT)
+    sb.remove_fake("systemctl")  # the run stops at "systemctl not found" before replacing anything
+    assert sb.run(CONTAINERD_CONFIG).returncode == 1
+    assert not Path(f"{config}.aim-restart-pending").exists() and v3_keys(config.read_text())[0] is not True
+    (sb.fakes / "systemctl").write_text(f'#!{BASH}\nprintf "%s\\n" "systemctl $*" >>"$FAKE_LOG"\nkill -KILL $PPID\n')
+    (sb.fakes / "systemctl").chmod(0o755)
+    killed = sb.run(CONTAINERD_CONFIG)  # the "restart" kills the script, as a reboot or Ctrl-C would
+    assert killed.returncode != 0 and "changed: restarted containerd" not in killed.stdout
+    assert v3_keys(config.read_text())[0] is True and Path(f"{config}.aim-restart-pending").is_file()
+    (sb.fakes / "systemctl").write_text(f'#!{BASH}\nprintf "%s\\n" "systemctl $*" >>"$FAKE_LOG"\n')
+    sb.clear_calls()
+    rerun = sb.run(CONTAINERD_CONFIG)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sb.calls() == ["systemctl restart containerd", IS_ACTIVE]
+    assert not Path(f"{config}.aim-restart-pending").exists()
 
 
 def test_containerd_config_without_containerd(sb: Sandbox) -> None:
@@ -1471,13 +1589,35 @@ def test_containerd_config_reports_a_failing_default(sb: Sandbox) -> None:
 
 
 def init_args(sb: Sandbox, *extra: str, cidr: str = "10.244.0.0/16") -> tuple[str, ...]:
-    return ("--pod-cidr", cidr, "--kubeconfig", str(sb.kubeconfig), *extra)
+    return ("--stack", STACK, "--pod-cidr", cidr, "--kubeconfig", str(sb.kubeconfig), *extra)
 
 
-def make_cluster(sb: Sandbox, pod_subnet: str | None = "10.244.0.0/16", tainted: bool = True) -> None:
-    """What `kubeadm init` leaves: admin.conf and manifests, and the answers of the API server."""
+def marker(sb: Sandbox) -> Path:
+    return sb.etc / "kubernetes" / "aim-stack.json"
+
+
+def write_marker(sb: Sandbox, stack: str = STACK, state: str = "initialised", ca: str | None = None) -> None:
+    """The marker kubeadm-init.sh writes when it creates the cluster (ca: the recorded CA's sha256, default: now's)."""
+    if ca is None:
+        ca = hashlib.sha256((sb.etc / "kubernetes" / "pki" / "ca.crt").read_bytes()).hexdigest()
+    marker(sb).write_text(
+        f'{{\n  "createdBy": "scripts/bootstrap/kubeadm-init.sh",\n  "stack": "{stack}",\n'
+        f'  "createdAt": "2026-12-01T10:00:00Z",\n  "podCidr": "10.244.0.0/16",\n  "state": "{state}",\n'
+        f'  "caSha256": "{ca}"\n}}\n'
+    )
+
+
+def make_cluster(
+    sb: Sandbox, pod_subnet: str | None = "10.244.0.0/16", tainted: bool = True, owned: bool = True
+) -> None:
+    """What `kubeadm init` leaves: admin.conf, manifests and the CA, and the answers of the API server; `owned`: made
+    by this stack's kubeadm-init.sh, so with its marker."""
     manifests = sb.etc / "kubernetes" / "manifests"
     manifests.mkdir(parents=True)
+    (sb.etc / "kubernetes" / "pki").mkdir()
+    (sb.etc / "kubernetes" / "pki" / "ca.crt").write_text("the cluster CA\n")
+    if owned:
+        write_marker(sb)
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         (manifests / f"{name}.yaml").write_text(f"kind: Pod\nmetadata:\n  name: {name}\n")
     sb.admin.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n")
@@ -1501,6 +1641,7 @@ def test_kubeadm_init_creates_the_cluster_once(sb: Sandbox) -> None:
     assert check.returncode == 3, check.stdout + check.stderr
     assert lines(check.stdout) == [
         "would: initialise the cluster: kubeadm init --pod-network-cidr=10.244.0.0/16",
+        f"would: record the cluster as stack {STACK}'s in {marker(sb)}",
         f"would: write {kc} (the admin kubeconfig {sb.admin}, mode 0600)",
         f"would: remove the {TAINT} taint from the new control-plane node",
     ]
@@ -1511,9 +1652,16 @@ def test_kubeadm_init_creates_the_cluster_once(sb: Sandbox) -> None:
     assert lines(first.stdout) == [
         "changed: initialised the cluster (kubeadm init --pod-network-cidr=10.244.0.0/16; its output, with the join "
         f"command, is in {sb.init_log})",
+        f"changed: recorded the cluster as stack {STACK}'s in {marker(sb)}",
         f"changed: wrote {kc}",
         f"changed: removed the {TAINT} taint from node aim-node-1",
     ]
+    # The marker: which stack created the cluster, when, and the CA that identifies this very cluster.
+    recorded = json.loads(marker(sb).read_text())
+    assert recorded["stack"] == STACK and recorded["state"] == "initialised"
+    assert recorded["podCidr"] == "10.244.0.0/16" and recorded["createdAt"].endswith("Z")
+    ca = sb.etc / "kubernetes" / "pki" / "ca.crt"
+    assert recorded["caSha256"] == hashlib.sha256(ca.read_bytes()).hexdigest()
     # kubeadm's own output carries a join token: it goes to a root-only log, never to what `pulumi up` shows.
     assert "initialized successfully" in sb.init_log.read_text() and "--token abcdef." in sb.init_log.read_text()
     assert stat.S_IMODE(sb.init_log.stat().st_mode) == 0o600
@@ -1550,6 +1698,7 @@ def test_kubeadm_init_without_single_node_keeps_the_taint(sb: Sandbox) -> None:
     assert result.returncode == 0
     assert [line.split(" (")[0] for line in lines(result.stdout)] == [
         "changed: initialised the cluster",
+        f"changed: recorded the cluster as stack {STACK}'s in {marker(sb)}",
         f"changed: wrote {sb.kubeconfig}",
     ]
     assert not any(" taint " in call or "get nodes" in call for call in sb.calls())
@@ -1603,7 +1752,8 @@ def test_kubeadm_init_api_not_answering_after_init(sb: Sandbox) -> None:
     assert result.returncode == 1
     assert lines(result.stdout) == [
         "changed: initialised the cluster (kubeadm init --pod-network-cidr=10.244.0.0/16; its output, with the join "
-        f"command, is in {sb.init_log})"
+        f"command, is in {sb.init_log})",
+        f"changed: recorded the cluster as stack {STACK}'s in {marker(sb)}",
     ]
     assert lines(result.stderr)[-1].startswith(f"kubeadm-init: found {sb.admin} but the API server does not answer")
     assert [line for line in lines(result.stderr) if line.startswith("kubeadm-init:")] == lines(result.stderr)[-1:]
@@ -1654,6 +1804,109 @@ def test_kubeadm_init_refuses_leftovers_of_an_unfinished_init(sb: Sandbox) -> No
     assert sb.calls() == []
 
 
+FOREIGN_CLUSTERS = {
+    "no-marker": (lambda sb: marker(sb).unlink(), "no {marker} records that this stack created it"),
+    "other-stack": (lambda sb: write_marker(sb, stack="team/prod"), "{marker} says stack 'team/prod' created it"),
+    # ours once, but someone ran `kubeadm reset` and `kubeadm init` since: a new CA
+    "re-initialised": (lambda sb: write_marker(sb, ca="0" * 64), "its CA {ca} is not the one {marker} recorded"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN_CLUSTERS))
+def test_kubeadm_init_refuses_a_cluster_this_stack_did_not_create(sb: Sandbox, case: str) -> None:
+    """Regression: any kubeadm cluster with a matching pod CIDR was adopted and every node untainted."""
+    make_cluster(sb)
+    make_foreign, why = FOREIGN_CLUSTERS[case]
+    make_foreign(sb)
+    before = sb.tree()
+    for check in ((), ("--check",)):
+        result = sb.run(KUBEADM_INIT, *check, *init_args(sb, "--single-node"))
+        line = assert_one_error_line(
+            result,
+            KUBEADM_INIT,
+            1,
+            f"found a kubeadm cluster ({sb.admin}) that stack {STACK} did not create (",
+            why.format(marker=marker(sb), ca=sb.etc / "kubernetes" / "pki" / "ca.crt"),
+            "refusing to adopt it or untaint its nodes; use it with aim:clusterBootstrap none",
+        )
+        assert "sudo kubeadm reset --force" in line and result.stdout == ""
+    assert sb.tree() == before and sb.calls() == []  # not even asked: no kubectl, no taint, no kubeconfig written
+    assert TAINT in (sb.state / "nodes").read_text() and not sb.kubeconfig.exists()
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN_CLUSTERS))
+def test_kubeadm_reset_keeps_a_cluster_this_stack_did_not_create(sb: Sandbox, case: str) -> None:
+    make_cluster(sb)
+    FOREIGN_CLUSTERS[case][0](sb)
+    calico_leftovers(sb)
+    sb.kubeconfig.parent.mkdir(parents=True)
+    sb.kubeconfig.write_text(sb.admin.read_text())
+    before = sb.tree()
+    for check in (("--check",), ()):
+        result = sb.run(KUBEADM_RESET, "--stack", STACK, *check, "--kubeconfig", str(sb.kubeconfig))
+        assert result.returncode == 0, result.stdout + result.stderr  # `pulumi destroy` still finishes
+        line, *rest = lines(result.stdout)
+        assert rest == (["kubeadm-reset: nothing to change"] if check else [])
+        assert line.startswith(
+            f"kept: the kubeadm cluster on this host (kubeadm reset not run; Calico's files and links and"
+            f" {sb.kubeconfig} left): stack {STACK} did not create it ("
+        ), line
+        assert line.endswith("reset it by hand (`sudo kubeadm reset --force`) if you mean to")
+    assert sb.tree() == before and sb.calls() == []
+
+
+def test_kubeadm_init_marker_before_init_lets_reset_clean_a_failed_init(sb: Sandbox) -> None:
+    """The marker is written before `kubeadm init`: the leftovers of our own failed init are ours to reset."""
+    sb.flag("kubeadm-init-fails")
+    assert sb.run(KUBEADM_INIT, *init_args(sb)).returncode == 1
+    recorded = json.loads(marker(sb).read_text())
+    assert (recorded["stack"], recorded["state"], recorded["caSha256"]) == (STACK, "initialising", "")
+    (sb.etc / "kubernetes" / "manifests").mkdir(parents=True)
+    (sb.etc / "kubernetes" / "manifests" / "etcd.yaml").write_text("kind: Pod\n")  # what the failed init left
+    again = sb.run(KUBEADM_INIT, *init_args(sb))
+    assert_one_error_line(again, KUBEADM_INIT, 1, "an earlier kubeadm init did not finish", "kubeadm-reset.sh")
+    reset = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
+    assert reset.returncode == 0 and "changed: reset the cluster (kubeadm reset --force)" in lines(reset.stdout)
+    assert not marker(sb).exists()
+    sb.flag("kubeadm-init-fails", on=False)
+    assert sb.run(KUBEADM_INIT, *init_args(sb)).returncode == 0
+    assert json.loads(marker(sb).read_text())["state"] == "initialised"
+
+
+def test_kubeadm_init_refuses_leftovers_of_someone_elses_init(sb: Sandbox) -> None:
+    make_cluster(sb, owned=False)
+    sb.admin.unlink()
+    result = sb.run(KUBEADM_INIT, *init_args(sb))
+    assert_one_error_line(result, KUBEADM_INIT, 1, f"stack {STACK} did not start that kubeadm init", "refusing")
+    assert sb.calls() == []
+
+
+def test_kubeadm_init_completes_the_marker_of_an_init_interrupted_after_kubeadm(sb: Sandbox) -> None:
+    make_cluster(sb)
+    write_marker(sb, state="initialising", ca="")
+    check = sb.run(KUBEADM_INIT, "--check", *init_args(sb))
+    assert f"would: record the cluster as stack {STACK}'s in {marker(sb)}" in lines(check.stdout)
+    result = sb.run(KUBEADM_INIT, *init_args(sb))
+    assert result.returncode == 0, result.stderr
+    assert f"changed: recorded the cluster as stack {STACK}'s in {marker(sb)}" in lines(result.stdout)
+    recorded = json.loads(marker(sb).read_text())
+    assert recorded["state"] == "initialised" and recorded["createdAt"] == "2026-12-01T10:00:00Z"
+    assert recorded["caSha256"] == hashlib.sha256((sb.etc / "kubernetes" / "pki" / "ca.crt").read_bytes()).hexdigest()
+
+
+def test_kubeadm_reset_removes_the_marker_of_a_cluster_reset_by_hand(sb: Sandbox) -> None:
+    (sb.etc / "kubernetes").mkdir(parents=True)
+    (sb.etc / "kubernetes" / "pki").mkdir()
+    (sb.etc / "kubernetes" / "pki" / "ca.crt").write_text("gone\n")
+    write_marker(sb)
+    (sb.etc / "kubernetes" / "pki" / "ca.crt").unlink()
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
+    assert lines(result.stdout) == ["unchanged: no kubeadm cluster on this host", f"changed: removed {marker(sb)}"]
+    write_marker(sb, stack="team/prod", ca="1" * 64)  # another stack's record stays
+    again = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
+    assert lines(again.stdout) == ["unchanged: no kubeadm cluster on this host"] and marker(sb).exists()
+
+
 def test_kubeadm_init_refuses_a_directory_as_kubeconfig(sb: Sandbox) -> None:
     make_cluster(sb)
     sb.kubeconfig.mkdir(parents=True)
@@ -1689,7 +1942,14 @@ def test_kubeadm_init_refuses_bad_networks(sb: Sandbox, cidr: str) -> None:
 
 
 def test_kubeadm_init_accepts_option_equals_value(sb: Sandbox) -> None:
-    result = sb.run(KUBEADM_INIT, "--check", "--pod-cidr=10.244.0.0/16", f"--kubeconfig={sb.kubeconfig}", "--wait=5")
+    result = sb.run(
+        KUBEADM_INIT,
+        "--check",
+        f"--stack={STACK}",
+        "--pod-cidr=10.244.0.0/16",
+        f"--kubeconfig={sb.kubeconfig}",
+        "--wait=5",
+    )
     assert result.returncode == 3, result.stderr
 
 
@@ -1735,7 +1995,7 @@ def test_kubeadm_reset_tears_down_once(sb: Sandbox) -> None:
     kc.write_text(sb.admin.read_text())
 
     before = sb.tree()
-    check = sb.run(KUBEADM_RESET, "--check", "--kubeconfig", str(kc))
+    check = sb.run(KUBEADM_RESET, "--stack", STACK, "--check", "--kubeconfig", str(kc))
     assert check.returncode == 3, check.stdout + check.stderr
     assert lines(check.stdout) == [
         "would: reset the cluster: kubeadm reset --force",
@@ -1743,12 +2003,13 @@ def test_kubeadm_reset_tears_down_once(sb: Sandbox) -> None:
         "would: delete network link vxlan.calico (ip link delete vxlan.calico)",
         "would: delete network link tunl0 (ip link delete tunl0)",
         RESET_NOTE,
+        f"would: remove {marker(sb)} (this stack's record of the cluster)",
         f"would: remove {kc} (the admin kubeconfig)",
     ]
     assert sb.tree() == before and sb.calls() == ["ip link show"]
 
     sb.clear_calls()
-    first = sb.run(KUBEADM_RESET, "--kubeconfig", str(kc))
+    first = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(kc))
     assert first.returncode == 0, first.stdout + first.stderr
     assert lines(first.stdout) == [
         "changed: reset the cluster (kubeadm reset --force)",
@@ -1756,6 +2017,7 @@ def test_kubeadm_reset_tears_down_once(sb: Sandbox) -> None:
         "changed: deleted network link vxlan.calico",
         "changed: deleted network link tunl0",
         RESET_NOTE,
+        f"changed: removed {marker(sb)}",
         f"changed: removed {kc}",
     ]
     assert "[reset]" in first.stderr  # kubeadm's own output goes to stderr
@@ -1765,64 +2027,99 @@ def test_kubeadm_reset_tears_down_once(sb: Sandbox) -> None:
         "ip link delete vxlan.calico",
         "ip link delete tunl0",
     ]
-    assert not any(path.exists() for path in [*leftovers, kc, sb.admin])
+    assert not any(path.exists() for path in [*leftovers, kc, sb.admin, marker(sb)])
     assert (sb.etc / "cni" / "net.d" / "99-other.conf").exists()
     links = (sb.state / "links").read_text()
     assert "docker0" in links and "eno1" in links and "calico" not in links and "tunl0" not in links
 
     sb.clear_calls()
     before = sb.tree()
-    second = sb.run(KUBEADM_RESET, "--kubeconfig", str(kc))
+    second = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(kc))
     assert second.returncode == 0 and lines(second.stdout) == ["unchanged: no kubeadm cluster on this host"]
-    recheck = sb.run(KUBEADM_RESET, "--kubeconfig", str(kc), "--check")
+    recheck = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(kc), "--check")
     assert recheck.returncode == 0 and lines(recheck.stdout) == ["kubeadm-reset: nothing to change"]
     assert sb.tree() == before and sb.calls() == []
 
 
-def test_kubeadm_reset_removes_only_local_path_volumes(sb: Sandbox) -> None:
+def local_path_volume(data: Path, name: str, stack: str | None = STACK) -> Path:
+    """A volume directory as local-path's setup leaves it, with the stack's marker beside it unless stack is None."""
+    volume = data / name
+    (volume / "models--Qwen").mkdir(parents=True)
+    (volume / "models--Qwen" / "model.safetensors").write_text("weights")
+    if stack is not None:
+        Path(f"{volume}.aim-stack.json").write_text(
+            f'{{\n  "createdBy": "local-path setup",\n  "stack": "{stack}",\n  "volume": "{name}",\n'
+            '  "createdAt": "2026-12-01T10:00:00Z"\n}\n'
+        )
+    return volume
+
+
+def test_kubeadm_reset_removes_only_the_stacks_own_local_path_volumes(sb: Sandbox) -> None:
+    """Regression: every pvc-* directory went, other applications' volumes included."""
     data = sb.root / "opt" / "local-path-provisioner"
-    cache = data / "pvc-6f1c_aim_aim-engine-model-cache"
-    (cache / "models--Qwen").mkdir(parents=True)
-    (cache / "models--Qwen" / "model.safetensors").write_text("weights")
-    (data / "pvc-0a2b_team_scratch").mkdir()
+    cache = local_path_volume(data, "pvc-6f1c_aim_aim-engine-model-cache")
+    other_namespace = local_path_volume(data, "pvc-0a2b_team_scratch")  # the provisioner marks every volume
+    unmarked = local_path_volume(data, "pvc-77aa_aim_made-by-hand", stack=None)  # our namespace, not our provisioner
+    other_stack = local_path_volume(data, "pvc-99bb_aim_aim-engine-model-cache", stack="aim/prod")
     (data / "notes.txt").write_text("not a volume")
     (data / "pvc-looks-like-a-volume.txt").write_text("a file, not a volume directory")
     kc = sb.kubeconfig
-    args = ("--kubeconfig", str(kc), "--local-path-dir", f"{data}/")
+    args = ("--kubeconfig", str(kc), "--local-path-dir", f"{data}/", "--local-path-namespace", "aim")
+    kept = [
+        f"kept: the local-path volume {other_namespace}: not a claim of namespace aim (the provisioner names volumes"
+        " pvc-<uid>_<namespace>_<claim>)",
+        f"kept: the local-path volume {unmarked}: no {unmarked}.aim-stack.json names stack {STACK}, so this stack's"
+        " provisioner did not create it",
+        f"kept: the local-path volume {other_stack}: no {other_stack}.aim-stack.json names stack {STACK}, so this"
+        " stack's provisioner did not create it",
+    ]
 
-    check = sb.run(KUBEADM_RESET, "--check", *args)
+    check = sb.run(KUBEADM_RESET, "--stack", STACK, "--check", *args)
     assert check.returncode == 3, check.stdout + check.stderr
     assert lines(check.stdout) == [
-        f"would: remove the local-path volume {data / 'pvc-0a2b_team_scratch'}",
+        kept[0],
         f"would: remove the local-path volume {cache}",
+        kept[1],
+        kept[2],
     ]
     assert cache.exists()
-    first = sb.run(KUBEADM_RESET, *args)
+    first = sb.run(KUBEADM_RESET, "--stack", STACK, *args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert lines(first.stdout) == [
         "unchanged: no kubeadm cluster on this host",
-        f"changed: removed the local-path volume {data / 'pvc-0a2b_team_scratch'}",
+        kept[0],
         f"changed: removed the local-path volume {cache}",
+        kept[1],
+        kept[2],
     ]
-    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "pvc-looks-like-a-volume.txt"]
-    again = sb.run(KUBEADM_RESET, "--check", *args)
-    assert again.returncode == 0 and lines(again.stdout) == ["kubeadm-reset: nothing to change"]
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        [
+            "notes.txt",
+            "pvc-looks-like-a-volume.txt",
+            *(f"{v.name}{suffix}" for v in (other_namespace, other_stack) for suffix in ("", ".aim-stack.json")),
+            unmarked.name,
+        ]
+    )
+    assert (other_namespace / "models--Qwen" / "model.safetensors").read_text() == "weights"
+    again = sb.run(KUBEADM_RESET, "--stack", STACK, "--check", *args)
+    assert again.returncode == 0 and lines(again.stdout) == [*kept[:1], *kept[1:], "kubeadm-reset: nothing to change"]
 
 
 @pytest.mark.parametrize("directory", ["/", "relative/dir", "/opt/../etc"])
 def test_kubeadm_reset_refuses_a_dangerous_local_path_dir(sb: Sandbox, directory: str) -> None:
-    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig), "--local-path-dir", directory)
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig), "--local-path-dir", directory)
     assert result.returncode == 2 and result.stdout == ""
     assert lines(result.stderr) == [
         f"kubeadm-reset: --local-path-dir must be an absolute directory other than / (got '{directory.rstrip('/')}')"
-        " (usage: kubeadm-reset.sh [--check] --kubeconfig PATH [--local-path-dir DIR])"
+        " (usage: kubeadm-reset.sh [--check] --stack ID --kubeconfig PATH"
+        " [--local-path-dir DIR --local-path-namespace NS])"
     ]
 
 
 def test_kubeadm_reset_never_flushes_iptables_or_touches_docker(sb: Sandbox) -> None:
     make_cluster(sb)
     calico_leftovers(sb)
-    assert sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig)).returncode == 0
+    assert sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig)).returncode == 0
     assert not any(call.split()[0] in {"iptables", "iptables-restore", "ip6tables", "docker"} for call in sb.calls())
     code = [line for line in KUBEADM_RESET.read_text().splitlines() if not line.lstrip().startswith("#")]
     assert [line.strip()[:30] for line in code if "iptables" in line or "docker" in line.lower()] == [
@@ -1834,7 +2131,7 @@ def test_kubeadm_reset_leaves_an_undeletable_tunl0_with_a_note(sb: Sandbox) -> N
     make_cluster(sb)
     calico_leftovers(sb)
     sb.flag("undeletable-tunl0")
-    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig))
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
     assert result.returncode == 0
     assert (
         "note: left network link tunl0: it belongs to the ipip kernel module (`sudo modprobe -r ipip` or a reboot"
@@ -1846,9 +2143,13 @@ def test_kubeadm_reset_leaves_an_undeletable_tunl0_with_a_note(sb: Sandbox) -> N
 def test_kubeadm_reset_counts_manifests_alone_as_a_cluster(sb: Sandbox) -> None:
     make_cluster(sb)
     sb.admin.unlink()
-    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig))
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
     assert result.returncode == 0
-    assert lines(result.stdout) == ["changed: reset the cluster (kubeadm reset --force)", RESET_NOTE]
+    assert lines(result.stdout) == [
+        "changed: reset the cluster (kubeadm reset --force)",
+        RESET_NOTE,
+        f"changed: removed {marker(sb)}",
+    ]
     assert sb.calls() == ["kubeadm reset --force", "ip link show"]
 
 
@@ -1856,7 +2157,7 @@ def test_kubeadm_reset_without_cluster_still_removes_the_kubeconfig(sb: Sandbox)
     calico_leftovers(sb)  # without a kubeadm cluster these may be someone else's: left alone
     sb.kubeconfig.parent.mkdir(parents=True)
     sb.kubeconfig.write_text("stale\n")
-    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig))
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
     assert result.returncode == 0
     assert lines(result.stdout) == ["unchanged: no kubeadm cluster on this host", f"changed: removed {sb.kubeconfig}"]
     assert sb.calls() == [] and (sb.var_lib / "calico").exists()
@@ -1866,7 +2167,7 @@ def test_kubeadm_reset_reports_a_failed_reset(sb: Sandbox) -> None:
     make_cluster(sb)
     leftovers = calico_leftovers(sb)
     sb.flag("kubeadm-reset-fails")
-    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig))
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
     assert result.returncode == 1 and result.stdout == ""
     assert [line for line in lines(result.stderr) if line.startswith("kubeadm-reset:")] == [
         "kubeadm-reset: kubeadm reset --force failed (its output is above): fix the cause and re-run"
@@ -1908,8 +2209,19 @@ REAL_RUNS = [
     (MIRROR, ("5000",)),
     (MIRROR, ("--remove", "5000")),
     (CONTAINERD_CONFIG, ()),
-    (KUBEADM_INIT, ("--pod-cidr", "10.244.0.0/16", "--kubeconfig", "/nonexistent/aim/kubeconfig", "--single-node")),
-    (KUBEADM_RESET, ("--kubeconfig", "/nonexistent/aim/kubeconfig")),
+    (
+        KUBEADM_INIT,
+        (
+            "--stack",
+            STACK,
+            "--pod-cidr",
+            "10.244.0.0/16",
+            "--kubeconfig",
+            "/nonexistent/aim/kubeconfig",
+            "--single-node",
+        ),
+    ),
+    (KUBEADM_RESET, ("--stack", STACK, "--kubeconfig", "/nonexistent/aim/kubeconfig")),
 ]
 REAL_RUN_IDS = [f"{script.stem}{'-' + args[0] if args else ''}" for script, args in REAL_RUNS]
 
@@ -1947,12 +2259,121 @@ def test_non_root_with_passwordless_sudo_reruns_itself_as_root(
 def test_check_never_asks_for_root(sb: Sandbox) -> None:
     sb.remove_fake("sudo")
     result = sb.run(
-        KUBEADM_RESET, "--check", "--kubeconfig", "/nonexistent/aim/kubeconfig", env=sb.env(fake_root=False)
+        KUBEADM_RESET,
+        "--check",
+        "--stack",
+        STACK,
+        "--kubeconfig",
+        "/nonexistent/aim/kubeconfig",
+        env=sb.env(fake_root=False),
     )
     assert result.returncode in (0, 3), result.stderr  # reads the real /etc/kubernetes, changes nothing
     assert not any(call.startswith(("id", "sudo")) for call in sb.calls())
 
 
 def test_a_fake_root_needs_no_root(sb: Sandbox) -> None:
-    result = sb.run(KUBEADM_RESET, "--kubeconfig", str(sb.kubeconfig))
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig))
     assert result.returncode == 0 and sb.calls() == []  # neither id nor sudo was asked
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# registry-volume.sh: the registry's data volume is used and removed only with the stack's label
+
+
+def docker_volume(sb: Sandbox, name: str, label: str) -> Path:
+    """A volume in the fake Docker engine; `label` is its aim.stack label ("" for none)."""
+    volumes = sb.state / "volumes"
+    volumes.mkdir(exist_ok=True)
+    (volumes / name).write_text(label)
+    return volumes / name
+
+
+def test_registry_volume_claim_refuses_a_volume_this_stack_did_not_create(sb: Sandbox) -> None:
+    fresh = sb.run(REGISTRY_VOLUME, "--stack", STACK, "--claim", "aim-registry-data")
+    assert fresh.returncode == 0 and lines(fresh.stdout) == [
+        f"ok: docker volume aim-registry-data does not exist yet: the stack creates it with the label aim.stack={STACK}"
+    ]
+    docker_volume(sb, "aim-registry-data", "")
+    foreign = sb.run(REGISTRY_VOLUME, "--stack", STACK, "--claim", "aim-registry-data")
+    assert_one_error_line(
+        foreign, REGISTRY_VOLUME, 1, "docker volume aim-registry-data already exists and it has no label"
+        f" aim.stack={STACK}, so this stack did not create it: refusing to use its data",
+    )  # fmt: skip
+    docker_volume(sb, "aim-registry-data", STACK)
+    ours = sb.run(REGISTRY_VOLUME, "--stack", STACK, "--claim", "aim-registry-data")
+    assert ours.returncode == 0 and lines(ours.stdout) == [
+        f"ok: docker volume aim-registry-data is this stack's (aim.stack={STACK})"
+    ]
+    assert not any(call.startswith("docker volume rm") for call in sb.calls())
+
+
+@pytest.mark.parametrize("label", ["", "team/prod"], ids=["unlabelled", "other-stack"])
+def test_registry_volume_remove_keeps_a_volume_this_stack_did_not_create(sb: Sandbox, label: str) -> None:
+    volume = docker_volume(sb, "aim-registry-data", label)
+    for check in (("--check",), ()):
+        result = sb.run(REGISTRY_VOLUME, *check, "--stack", STACK, "--remove", "aim-registry-data")
+        assert result.returncode == 0, result.stderr
+        [line] = lines(result.stdout)
+        assert (
+            line.startswith("kept: docker volume aim-registry-data (registry data): ") and "did not create it" in line
+        )
+    assert volume.exists() and not any(call.startswith("docker volume rm") for call in sb.calls())
+
+
+def test_registry_volume_remove_deletes_the_stacks_own_volume_once(sb: Sandbox) -> None:
+    volume = docker_volume(sb, "aim-registry-data", STACK)
+    check = sb.run(REGISTRY_VOLUME, "--check", "--stack", STACK, "--remove", "aim-registry-data")
+    assert check.returncode == 3 and volume.exists()
+    sb.flag("volume-in-use")
+    busy = sb.run(REGISTRY_VOLUME, "--stack", STACK, "--remove", "aim-registry-data")
+    assert_one_error_line(busy, REGISTRY_VOLUME, 1, "docker volume rm aim-registry-data failed", "volume is in use")
+    sb.flag("volume-in-use", on=False)
+    first = sb.run(REGISTRY_VOLUME, "--stack", STACK, "--remove", "aim-registry-data")
+    assert first.returncode == 0 and lines(first.stdout) == [
+        f"changed: removed docker volume aim-registry-data (registry data of stack {STACK})"
+    ]
+    assert not volume.exists()
+    second = sb.run(REGISTRY_VOLUME, "--stack", STACK, "--remove", "aim-registry-data")
+    assert second.returncode == 0 and lines(second.stdout) == ["unchanged: docker volume aim-registry-data is absent"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# local-path's setup and teardown (the stack's ConfigMap) with kubeadm-reset.sh: the marker round trip, the mode
+
+
+def run_helper(script: str, volume: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a helper-pod script as the provisioner does: sh, VOL_* in the environment (busybox's date in the pod)."""
+    variables = {"PATH": os.environ["PATH"], "VOL_DIR": str(volume), "VOL_MODE": "Filesystem",
+                 "VOL_SIZE_BYTES": "1073741824", "VOL_USER": "", "VOL_GROUP": "", "VOL_PERM": ""} | env  # fmt: skip
+    return subprocess.run(["/bin/sh", "-c", script], env=variables, capture_output=True, text=True, check=False)
+
+
+def test_local_path_volumes_are_not_world_writable_and_carry_the_stacks_marker(sb: Sandbox) -> None:
+    from aim_infra.components.addons import local_path_config
+
+    config = local_path_config(STACK)
+    data = sb.root / "opt" / "local-path-provisioner"
+    data.mkdir(parents=True)
+    ours = data / "pvc-6f1c_aim_aim-engine-model-cache"
+    theirs = data / "pvc-0a2b_team_scratch"
+    for volume in (ours, theirs):
+        done = run_helper(config["setup"], volume)
+        assert done.returncode == 0, done.stderr
+        # 0700: the engine and the downloader run as root, the owner, and need no capability to write; no other
+        # host user or pod can read gated weights or plant code (trust-remote-code) in the cache.
+        assert stat.S_IMODE(volume.stat().st_mode) == 0o700
+        recorded = json.loads(Path(f"{volume}.aim-stack.json").read_text())
+        assert (recorded["stack"], recorded["volume"]) == (STACK, volume.name)
+    # A StorageClass's permPattern still decides when it is set.
+    shared = data / "pvc-1234_team_shared"
+    assert run_helper(config["setup"], shared, VOL_PERM="0770").returncode == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o770
+
+    result = sb.run(KUBEADM_RESET, "--stack", STACK, "--kubeconfig", str(sb.kubeconfig), "--local-path-dir", str(data),
+                    "--local-path-namespace", "aim")  # fmt: skip
+    assert f"changed: removed the local-path volume {ours}" in lines(result.stdout)
+    assert not ours.exists() and not Path(f"{ours}.aim-stack.json").exists()
+    assert theirs.is_dir() and shared.is_dir()  # other namespaces' volumes stay
+
+    assert run_helper(config["teardown"], theirs).returncode == 0  # the provisioner's own delete takes the marker too
+    assert not theirs.exists() and not Path(f"{theirs}.aim-stack.json").exists()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from .host import keep, local_command, script
+from .host import keep, local_command, script, stack_id
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,15 @@ class ClusterBootstrapArgs:
     reset_on_destroy: bool = False
     #: cleanup `registry` or `all`: `pulumi destroy` removes containerd's mirror entry for the registry.
     remove_mirror_on_destroy: bool = False
-    #: local-path-provisioner's data directory when the stack installs it: the reset removes the volumes left there.
+    #: local-path-provisioner's data directory when the stack installs it: the reset removes the volumes left there
+    #: that are this stack's (claims of `local_path_namespace`, with the marker the stack's provisioner writes).
     local_path_dir: str | None = None
+    #: The namespace of the stack's own claims (the engine's): only their local-path volumes are removed.
+    local_path_namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.local_path_dir is None) != (self.local_path_namespace is None):
+            raise ValueError("ClusterBootstrapArgs: local_path_dir and local_path_namespace go together")
 
 
 class ClusterBootstrap(pulumi.ComponentResource):
@@ -31,6 +38,8 @@ class ClusterBootstrap(pulumi.ComponentResource):
     and has a `--check` dry run), so a second `pulumi up` changes nothing and any change of inputs simply re-runs
     it. No step has triggers: a replacement would run the old step's delete, and for `kubeadm init` that is a
     cluster reset. What a delete does depends on `aim:cleanup`; below `all` it only reports what is kept.
+    Both kubeadm scripts get the stack's id: init records it in a marker on the host when it creates the cluster and
+    refuses a cluster without it; the reset removes only what a marker proves this stack created.
     """
 
     kubeconfig: pulumi.Output[str]
@@ -38,6 +47,7 @@ class ClusterBootstrap(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:ClusterBootstrap", name, None, opts)
+        stack = stack_id()
 
         def step(
             suffix: str, create: str, delete: str, after: list[pulumi.Resource], secret_outputs: list[str] | None = None
@@ -74,13 +84,26 @@ class ClusterBootstrap(pulumi.ComponentResource):
         self.cluster = step(
             "kubeadm",
             script(
-                "kubeadm-init.sh", "--pod-cidr", args.pod_cidr, "--kubeconfig", args.kubeconfig_path, "--single-node"
+                "kubeadm-init.sh",
+                "--stack",
+                stack,
+                "--pod-cidr",
+                args.pod_cidr,
+                "--kubeconfig",
+                args.kubeconfig_path,
+                "--single-node",
             ),
             script(
                 "kubeadm-reset.sh",
+                "--stack",
+                stack,
                 "--kubeconfig",
                 args.kubeconfig_path,
-                *(["--local-path-dir", args.local_path_dir] if args.local_path_dir else []),
+                *(
+                    ["--local-path-dir", args.local_path_dir, "--local-path-namespace", args.local_path_namespace]
+                    if args.local_path_dir and args.local_path_namespace
+                    else []
+                ),
             )
             if args.reset_on_destroy
             else keep("the kubeadm cluster", "aim:cleanup all resets it"),

@@ -57,6 +57,12 @@ def port_forward_arguments(args: ReachesEngine) -> list[str]:
     return arguments
 
 
+def stack_id() -> str:
+    """`<project>/<stack>`: what the host markers record as their creator (the cluster's, the local-path volumes',
+    the registry volume's), so cleanup removes only what this stack created."""
+    return f"{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
 def keep(what: str, how_to_remove: str) -> str:
     """A delete step that only says what stays and how to remove it, so `pulumi destroy` shows each kept thing."""
     return shlex.join(["echo", f"kept: {what} ({how_to_remove})"])

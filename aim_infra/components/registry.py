@@ -7,9 +7,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from .host import keep, local_command, script, stack_id
+
 #: The registry image, pinned (the last release of the registry:2 line).
 REGISTRY_IMAGE = "registry:2.8.3"
 REGISTRY_DATA = "/var/lib/registry"
+#: The data volume's label naming the stack that created it: Docker sets labels only at creation, so it proves that
+#: this stack made the volume (scripts/bootstrap/registry-volume.sh checks it before use and before removal).
+OWNER_LABEL = "aim.stack"
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,28 @@ class LocalRegistry(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         image = docker.RemoteImage(f"{name}-image", name=REGISTRY_IMAGE, keep_locally=args.keep_image, opts=child)
         # Images survive a replaced container. The container itself always goes on destroy (a kept one would collide
-        # with the next `pulumi up` by name); its data volume stays unless cleanup is `registry` or `all`.
+        # with the next `pulumi up` by name); its data volume stays unless cleanup is `registry` or `all`, and even
+        # then goes only with the owner label: `docker volume create` of an existing name silently returns that
+        # volume, so Pulumi never deletes it itself (retained) and the owner step below decides, before creation
+        # (refuse someone else's volume) and on destroy (remove only our own).
+        stack = stack_id()
+        volume_name = f"{name}-data"
+        owner = local_command(
+            f"{name}-data-owner",
+            self,
+            create=script("registry-volume.sh", "--stack", stack, "--claim", volume_name),
+            delete=keep(f"docker volume {volume_name} (the registry's data)", "aim:cleanup registry or all removes it")
+            if args.retain_data
+            else script("registry-volume.sh", "--stack", stack, "--remove", volume_name),
+        )
         volume = docker.Volume(
             f"{name}-data",
-            name=f"{name}-data",
-            labels=[docker.VolumeLabelArgs(label="app.kubernetes.io/part-of", value="aim")],
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data),
+            name=volume_name,
+            labels=[
+                docker.VolumeLabelArgs(label="app.kubernetes.io/part-of", value="aim"),
+                docker.VolumeLabelArgs(label=OWNER_LABEL, value=stack),
+            ],
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=[owner]),
         )
         self.container = docker.Container(
             name,

@@ -15,18 +15,22 @@
 # [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]) are understood; any other is an error.
 # Before its first edit of a pre-existing file the script keeps a copy in config.toml.aim-backup (once: an existing
 # backup is never overwritten). The file is replaced atomically, and containerd is restarted
-# (systemctl restart containerd) only when the file changed.
+# (systemctl restart containerd) only when the file changed, then must report active (systemctl is-active containerd,
+# retried for AIM_CONTAINERD_WAIT seconds). A restart that fails or is interrupted is not forgotten: the marker
+# config.toml.aim-restart-pending is written before the file is replaced and removed only after a restart that left
+# containerd active, so while it exists every run (also one that finds the file already right) restarts containerd.
 #
 # Usage: containerd-config.sh [--check]
 #   --check  dry run: print one "would: ..." line per needed change, change nothing;
 #            exit 0 when nothing needs changing ("containerd-config: nothing to change"), 3 when something would change.
 #   A real run prints one "changed: ..." line per change, the last "changed: restarted containerd", or one
-#   "unchanged: ..." line.
+#   "unchanged: ..." line. --check names a pending restart as "would: restart containerd ...".
 #   A real run must be root: run by another user it re-runs itself with `sudo -n` when passwordless sudo works.
 # Exit codes: 0 ok, 1 error (unknown config version, config_path clashes with registry mirrors, containerd missing,
-#             restart failed, not root), 2 bad usage, 3 (--check) changes needed.
+#             restart failed or containerd not active after it, not root), 2 bad usage, 3 (--check) changes needed.
 # Environment: AIM_ETC (/etc), AIM_CONTAINERD_CONFIG (default $AIM_ETC/containerd/config.toml); either one set means
-#   a simulated run against a fake root (no root needed). containerd and systemctl are looked up on PATH.
+#   a simulated run against a fake root (no root needed). AIM_CONTAINERD_WAIT (30): seconds containerd may take to
+#   become active after the restart. containerd and systemctl are looked up on PATH.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +38,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ETC=${AIM_ETC:-/etc}
 CONFIG=${AIM_CONTAINERD_CONFIG:-$ETC/containerd/config.toml}
 BACKUP=$CONFIG.aim-backup
+RESTART_PENDING=$CONFIG.aim-restart-pending
+WAIT=${AIM_CONTAINERD_WAIT:-30}
 # the directory containerd reads hosts.toml files from; the real path, also when testing against a fake root
 CERTS_D=/etc/containerd/certs.d
 
@@ -45,6 +51,8 @@ for arg in "$@"; do
     *) aim_die 2 "unknown argument '$arg' (usage: containerd-config.sh [--check])" ;;
   esac
 done
+[[ "$WAIT" =~ ^(0|[1-9][0-9]{0,4})$ ]] ||
+  aim_die 2 "AIM_CONTAINERD_WAIT '$WAIT' is not a whole number of seconds"
 aim_require_root "$CHECK" "$@"
 
 WORK=$(mktemp -d)
@@ -179,7 +187,37 @@ if [[ ":$current:" != *":$CERTS_D:"* && ":$current:" != *":$CERTS_D/:"* ]]; then
 fi
 
 # --- report or apply -----------------------------------------------------------------------------------------------
+# restart_containerd: restart it and wait until systemd reports it active; only then is the pending marker removed.
+restart_containerd() {
+  local previous="" deadline
+  if [[ -f "$BACKUP" ]]; then
+    previous=" (the original file is $BACKUP)"
+  fi
+  if ! systemctl restart containerd >&2; then
+    aim_die 1 "systemctl restart containerd failed after $CONFIG changed: see \`journalctl -u containerd\`$previous; the next run retries the restart"
+  fi
+  deadline=$(( SECONDS + WAIT ))
+  until systemctl is-active --quiet containerd; do
+    if (( SECONDS >= deadline )); then
+      aim_die 1 "containerd is not active ${WAIT}s after its restart with the changed $CONFIG: see \`journalctl -u containerd\`$previous; the next run retries the restart"
+    fi
+    sleep 1
+  done
+  rm -f "$RESTART_PENDING"
+}
+
 if (( ${#EDITS[@]} == 0 )); then
+  if [[ -e "$RESTART_PENDING" ]]; then
+    # The file is right, but the restart that should have followed its change failed or was interrupted.
+    if (( CHECK )); then
+      echo "would: restart containerd (systemctl restart containerd): $CONFIG changed but the restart after it did not finish ($RESTART_PENDING)"
+      exit 3
+    fi
+    aim_need_cmd systemctl "containerd must be restarted to read $CONFIG; restart it by hand, then remove $RESTART_PENDING"
+    restart_containerd
+    echo "changed: restarted containerd (the restart after an earlier change of $CONFIG had not finished)"
+    exit 0
+  fi
   if (( CHECK )); then
     echo "containerd-config: nothing to change"
   else
@@ -205,6 +243,8 @@ if (( EXISTED )) && [[ ! -e "$BACKUP" ]]; then
   cp -p "$CONFIG" "$BACKUP"
   echo "changed: backed up $CONFIG to $BACKUP"
 fi
+# Before the file changes: from here until containerd runs with it, a rerun must restart containerd.
+printf 'containerd must be restarted to read %s (written by containerd-config.sh)\n' "$CONFIG" >"$RESTART_PENDING"
 TMP=$(mktemp "$CONFIG.XXXXXX")
 cat "$NEW" >"$TMP"
 if (( EXISTED )); then
@@ -218,11 +258,5 @@ for edit in "${EDITS[@]}"; do
   edit=${edit/#generate/generated}
   echo "changed: ${edit/#replace/replaced}"
 done
-if ! systemctl restart containerd >&2; then
-  previous=""
-  if [[ -f "$BACKUP" ]]; then
-    previous=" (the original file is $BACKUP)"
-  fi
-  aim_die 1 "systemctl restart containerd failed after $CONFIG changed: see \`journalctl -u containerd\`$previous"
-fi
+restart_containerd
 echo "changed: restarted containerd"

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # host-preflight.sh: make a Kubernetes node host ready for kubeadm + containerd + AMD GPUs, idempotently.
 #
-# Checks, and in a real run fixes:
+# First checks every prerequisite it cannot fix, and changes nothing unless all are there:
 #   - the OS is supported (Ubuntu 22.04/24.04, Debian 12, RHEL/Rocky 9); otherwise one line and exit 2
+#   - the AMD GPU kernel driver is present (/dev/kfd): install amdgpu-dkms (ROCm) first
+#   - containerd, kubeadm, kubelet and kubectl are on PATH: install containerd (distribution package) and
+#     kubeadm, kubelet, kubectl from pkgs.k8s.io
+#   Each missing item is one line on stderr, then exit 1 (with --check too) before anything is changed, so a host
+#   that cannot become a node is left exactly as it was.
+# Then checks, and in a real run fixes:
 #   - swap is off (swapoff -a) and swap entries in /etc/fstab are commented out
 #   - kernel modules overlay and br_netfilter are loaded (modprobe), persisted in /etc/modules-load.d/aim.conf
 #   - sysctls net.bridge.bridge-nf-call-iptables, net.bridge.bridge-nf-call-ip6tables and net.ipv4.ip_forward are 1
 #     (sysctl -w), persisted in /etc/sysctl.d/99-aim.conf
-# Checks only (each missing item is one line on stderr and exit 1; the fixes above are still applied):
-#   - the AMD GPU kernel driver is present (/dev/kfd): install amdgpu-dkms (ROCm) first
-#   - containerd, kubeadm, kubelet and kubectl are on PATH: install containerd (distribution package) and
-#     kubeadm, kubelet, kubectl from pkgs.k8s.io
 #
 # Usage: host-preflight.sh [--check] [--undo]
 #   --check  dry run: print one "would: ..." line per needed change, change nothing;
@@ -160,6 +162,27 @@ esac
 
 aim_require_root "$CHECK" "$@"
 
+# --- prerequisites it cannot fix: all checked before anything changes --------------------------------------------
+status=0
+if [[ ! -e "$DEV/kfd" ]]; then
+  echo "host-preflight: AMD GPU driver missing: $DEV/kfd not found (install the amdgpu kernel driver from ROCm, then reboot)" >&2
+  status=1
+fi
+missing=()
+for cmd in "${COMMANDS[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("$cmd")
+  fi
+done
+if (( ${#missing[@]} )); then
+  list=$(printf '%s, ' "${missing[@]}")
+  echo "host-preflight: not on PATH: ${list%, }: $INSTALL_HINT" >&2
+  status=1
+fi
+if (( status )); then
+  exit "$status"
+fi
+
 # --- swap --------------------------------------------------------------------------------------------------------
 active_swaps=""
 if [[ -r "$PROC_SWAPS" ]]; then
@@ -229,27 +252,4 @@ done
 write_if_different "$ETC/sysctl.d/99-aim.conf" "# Managed by $ME
 $(printf '%s = 1\n' "${SYSCTLS[@]}")" "persist ${SYSCTLS[*]}"
 
-# --- AMD GPU driver (report only) ---------------------------------------------------------------------------------
-status=0
-if [[ ! -e "$DEV/kfd" ]]; then
-  echo "host-preflight: AMD GPU driver missing: $DEV/kfd not found (install the amdgpu kernel driver from ROCm, then reboot)" >&2
-  status=1
-fi
-
-# --- kubeadm's commands (report only) -------------------------------------------------------------------------------
-missing=()
-for cmd in "${COMMANDS[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1; then
-    missing+=("$cmd")
-  fi
-done
-if (( ${#missing[@]} )); then
-  list=$(printf '%s, ' "${missing[@]}")
-  echo "host-preflight: not on PATH: ${list%, }: $INSTALL_HINT" >&2
-  status=1
-fi
-
-if (( status )); then
-  exit "$status"
-fi
 finish

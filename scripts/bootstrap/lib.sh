@@ -16,6 +16,10 @@
 #                             script as root with `sudo -n` when passwordless sudo works (`sudo -n true`), else exit 1
 #                             with one line; ARGS are the script's original arguments
 #   aim_need_cmd NAME FIX     exit 1 with one line when NAME is not on PATH
+#   aim_valid_stack ID        true for a stack id as the Pulumi program passes it: <project>/<stack>, letters,
+#                             digits, '.', '_', '-' and '/' only (it is written into marker files unquoted)
+#   aim_marker_field FILE KEY the value of "KEY": "VALUE" in a marker file this directory's scripts wrote (one key a
+#                             line, see kubeadm-init.sh); empty when the file or the key is missing
 set -euo pipefail
 
 AIM_NAME=$(basename "$0" .sh)
@@ -53,4 +57,45 @@ aim_require_root() {
 
 aim_need_cmd() {
   command -v "$1" >/dev/null 2>&1 || aim_die 1 "$1 not found on PATH: $2"
+}
+
+aim_valid_stack() {
+  [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._/-]*$ && ${#1} -le 200 ]]
+}
+
+aim_marker_field() {
+  [[ -f "$1" && ! -L "$1" ]] || return 0
+  sed -n "s/^[[:space:]]*\"$2\":[[:space:]]*\"\([^\"]*\)\",\{0,1\}[[:space:]]*$/\1/p" "$1" | head -n 1
+}
+
+# aim_file_sha256 FILE: the sha256 of FILE in hex, empty when it is not a readable regular file.
+aim_file_sha256() {
+  if [[ -f "$1" && -r "$1" ]]; then
+    sha256sum "$1" | awk '{ print $1 }'
+  fi
+}
+
+# aim_cluster_not_ours MARKER CA STACK: prints why the kubeadm cluster on this host is not proven to be STACK's (the
+# marker kubeadm-init.sh writes before it runs `kubeadm init`), nothing when it is. A cluster is STACK's when MARKER
+# names STACK and either init is still recorded as running ("initialising": an interrupted or failed init of ours)
+# or the cluster CA (CA, kubeadm's pki/ca.crt) is the one recorded after init, so a cluster someone re-initialised
+# since (a new CA) is not taken for ours.
+aim_cluster_not_ours() {
+  local marker=$1 ca=$2 stack=$3 owner state recorded
+  if [[ ! -f "$marker" || -L "$marker" ]]; then
+    echo "no $marker records that this stack created it"
+    return 0
+  fi
+  owner=$(aim_marker_field "$marker" stack)
+  state=$(aim_marker_field "$marker" state)
+  if [[ "$owner" != "$stack" ]]; then
+    echo "$marker says stack '${owner:-unknown}' created it, not $stack"
+  elif [[ "$state" == initialised ]]; then
+    recorded=$(aim_marker_field "$marker" caSha256)
+    if [[ -z "$recorded" || "$(aim_file_sha256 "$ca")" != "$recorded" ]]; then
+      echo "its CA $ca is not the one $marker recorded when this stack created it (re-initialised since)"
+    fi
+  elif [[ "$state" != initialising ]]; then
+    echo "$marker has an unknown state '$state'"
+  fi
 }

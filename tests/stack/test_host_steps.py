@@ -17,6 +17,8 @@ from tests.test_preflight import amd_smi_list, tool
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = ["cluster-host-preflight", "cluster-containerd", "cluster-registry-mirror", "cluster-kubeadm"]
 KUBEADM = {"aim:clusterBootstrap": "kubeadm", "aim:smokeTest": "true"}
+#: <project>/<stack>, what the host markers record as their creator (Pulumi.yaml's project, the mocked stack).
+STACK_ID = "aim/dev"
 API_KEY = "sk-HOSTSTEPS-never-in-a-command-0123"
 
 
@@ -45,7 +47,7 @@ def kubeadm() -> PlanResult:
 
 def test_bootstrap_steps_run_in_order_before_anything_reaches_the_cluster(kubeadm: PlanResult) -> None:
     order = steps(kubeadm)
-    assert order[:4] == BOOTSTRAP
+    assert [name for name in order if name.startswith("cluster-")] == BOOTSTRAP
     assert order.index("gpu-ready-check") < order.index("smoke-test-check")
     # Each bootstrap step waits for the one before it.
     for before, after in itertools.pairwise(BOOTSTRAP):
@@ -67,6 +69,8 @@ def test_bootstrap_steps_run_repository_scripts_with_the_stack_settings(kubeadm:
         "cluster-kubeadm": [
             "bash",
             "scripts/bootstrap/kubeadm-init.sh",
+            "--stack",
+            STACK_ID,
             "--pod-cidr",
             "192.168.0.0/16",
             "--kubeconfig",
@@ -108,7 +112,8 @@ def test_no_registry_mirror_without_a_local_registry() -> None:
 def test_no_bootstrap_steps_for_an_existing_cluster() -> None:
     result = run_stack("dev", {"aim:clusterBootstrap": "none", "aim:smokeTest": "false"})
     assert result.error is None, result.error
-    assert steps(result) == ["ownership-check", "gpu-ready-check"]
+    # the registry's owner step is Docker's, not the cluster's: it stays with any bootstrap
+    assert steps(result) == ["ownership-check", "aim-registry-data-owner", "gpu-ready-check"]
     assert not result.of_type("aim:infra:ClusterBootstrap") and not result.of_type("aim:infra:SmokeTest")
     assert "kubeconfig" not in result.of_type("pulumi:providers:kubernetes")[0].inputs
 
@@ -128,15 +133,20 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
 
     # the cluster itself and the host settings: only at `all`
     kubeconfig = str(Path.home() / ".kube" / "aim-dev.conf")
-    # --local-path-dir: the model cache's volume directory, whatever the PVC deletion's race with the provisioner left
+    # --local-path-dir: the model cache's volume directory, whatever the PVC deletion's race with the provisioner left;
+    # only the volumes of the stack's namespace with the marker naming the stack go (--stack, --local-path-namespace)
     reset = shlex.join(
         [
             "bash",
             "scripts/bootstrap/kubeadm-reset.sh",
+            "--stack",
+            STACK_ID,
             "--kubeconfig",
             kubeconfig,
             "--local-path-dir",
             "/opt/local-path-provisioner",
+            "--local-path-namespace",
+            "aim",
         ]
     )
     assert (deletes["cluster-kubeadm"] == reset) is removes_everything
@@ -165,8 +175,19 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
         assert {"aim-registry", "aim-image"} <= dependency_names(result, cleanup)
 
     # the registry's data and image: with the registry
+    # Pulumi never deletes the volume itself (an existing one of that name is silently returned by Docker): the owner
+    # step removes it, only with the label that proves this stack created it.
     volume = result.named("docker:index/volume:Volume", "aim-registry-data")
-    assert volume.options["retain_on_delete"] is not removes_registry
+    assert volume.options["retain_on_delete"] is True
+    assert {"label": "aim.stack", "value": STACK_ID} in volume.inputs["labels"]
+    owner = step(result, "aim-registry-data-owner")
+    assert "aim-registry-data-owner" in dependency_names(result, volume)
+    assert shlex.split(owner.inputs["create"]) == [
+        "bash", "scripts/bootstrap/registry-volume.sh", "--stack", STACK_ID, "--claim", "aim-registry-data"
+    ]  # fmt: skip
+    remove = f"bash scripts/bootstrap/registry-volume.sh --stack {STACK_ID} --remove aim-registry-data"
+    assert (deletes["aim-registry-data-owner"] == remove) is removes_registry
+    assert deletes["aim-registry-data-owner"].startswith("echo 'kept: docker volume") is not removes_registry
     registry_image = result.named("docker:index/remoteImage:RemoteImage", "aim-registry-image")
     assert registry_image.inputs["keepLocally"] is not removes_registry
     # The container always goes: a kept one would collide with the next `pulumi up` by name.
@@ -222,7 +243,8 @@ def test_smoke_test_runs_after_the_engine_and_reruns_on_a_new_recipe_or_image(ku
     assert argv[:4] == ["python", "-m", "aim_infra.smoke", "--port-forward"]
     assert argv[argv.index("--model") + 1] == "Qwen/Qwen3-8B"
     assert argv[argv.index("--namespace") + 1] == "aim" and argv[argv.index("--service") + 1] == "aim-engine"
-    assert "--api-key-secret" not in argv  # no aim:apiKey in dev
+    # No aim:apiKey in dev: the generated key, read from the engine's Secret when the check runs.
+    assert argv[argv.index("--api-key-secret") + 1] == "aim-engine-api-key:VLLM_API_KEY"
     assert "delete" not in check.inputs
     template = kubeadm.named("kubernetes:apps/v1:Deployment", "aim-engine-deployment").inputs["spec"]["template"]
     running = template["spec"]["containers"][0]["image"]
@@ -293,8 +315,9 @@ def test_plan_shows_the_host_steps_in_order() -> None:
     assert done.returncode == 0, done.stderr
     section = done.stdout.split("Host steps, in the order `pulumi up` runs them", 1)[1].split("\nOutputs:", 1)[0]
     numbered = [line.split(". ", 1)[1].split()[0] for line in section.splitlines() if line[:5].strip().endswith(".")]
-    assert numbered[:4] == BOOTSTRAP and numbered[-1] == "smoke-test-check"
-    assert "destroy: bash scripts/bootstrap/kubeadm-reset.sh --kubeconfig" in section
+    assert [name for name in numbered if name.startswith("cluster-")] == BOOTSTRAP
+    assert numbered[-1] == "smoke-test-check"
+    assert f"destroy: bash scripts/bootstrap/kubeadm-reset.sh --stack {STACK_ID} --kubeconfig" in section
     assert "re-runs when any of these change:" in section
 
 
