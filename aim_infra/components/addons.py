@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,10 +14,23 @@ import pulumi
 import yaml
 from pulumi import ResourceOptions
 
+from .host import stack_id
 from .kube import HelmRelease, KubernetesObject
 
 if TYPE_CHECKING:
     from ..settings import Settings
+
+
+#: The day every pin below was last checked upstream (with the search tool's repository snapshots).
+PINS_CHECKED_ON = "2026-12-05"
+
+
+@dataclass(frozen=True)
+class PinEvidence:
+    """Where a pin was seen to exist upstream, and when: a chart repository's index or a release tag."""
+
+    url: str
+    checked_on: str = PINS_CHECKED_ON
 
 
 @dataclass(frozen=True)
@@ -29,16 +43,21 @@ class ChartPin:
     release_name: str
     namespace: str
     timeout_seconds: int
+    evidence: PinEvidence
 
 
+# v3.32.2 does not exist: v3.32.1 is the newest v3.32 tag (projectcalico/calico, tag v3.32.1 of 2026-06-24, whose
+# charts/tigera-operator/values.yaml is the one in shared/charts). Calico's chart index is not on GitHub.
 CALICO = ChartPin(
     chart="tigera-operator",
-    version="v3.32.2",  # the `v` is part of the chart version
+    version="v3.32.1",  # the `v` is part of the chart version
     repo="https://docs.tigera.io/calico/charts",
     release_name="tigera-operator",
     namespace="tigera-operator",
     timeout_seconds=900,
+    evidence=PinEvidence("https://github.com/projectcalico/calico/releases/tag/v3.32.1"),
 )
+# Entry 3.13.1 in the repository's index (gh-pages), tag metrics-server-helm-chart-3.13.1.
 METRICS_SERVER = ChartPin(
     chart="metrics-server",
     version="3.13.1",
@@ -46,7 +65,9 @@ METRICS_SERVER = ChartPin(
     release_name="metrics-server",
     namespace="kube-system",  # the API aggregation add-on lives with the control plane; the stack does not own it
     timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/kubernetes-sigs/metrics-server/blob/gh-pages/index.yaml"),
 )
+# Entry 0.21.0 in the index the Helm repository serves (branch helm-chart-release), tag amd-gpu-helm-0.21.0.
 AMD_GPU = ChartPin(
     chart="amd-gpu",
     version="0.21.0",
@@ -54,7 +75,10 @@ AMD_GPU = ChartPin(
     release_name="amd-gpu",
     namespace="kube-amd-gpu",
     timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/ROCm/k8s-device-plugin/blob/helm-chart-release/index.yaml"),
 )
+# Tag kube-prometheus-stack-88.5.3 (its values.yaml is the one in shared/charts); the gh-pages index is too large
+# for the snapshot, the tag is what the release workflow publishes from.
 KUBE_PROMETHEUS_STACK = ChartPin(
     chart="kube-prometheus-stack",
     version="88.5.3",
@@ -62,17 +86,22 @@ KUBE_PROMETHEUS_STACK = ChartPin(
     release_name="kube-prometheus-stack",
     namespace="monitoring",
     timeout_seconds=900,
+    evidence=PinEvidence(
+        "https://github.com/prometheus-community/helm-charts/releases/tag/kube-prometheus-stack-88.5.3"
+    ),
 )
-#: AMD's GPU metrics exporter (ROCm/device-metrics-exporter, docs/installation/kubernetes-helm.md pins v1.5.4). Its
-#: values are not in shared/charts: the keys set below (serviceMonitor.enabled/interval, tolerations, affinity) are
-#: those of the chart's helm-charts/values.yaml upstream.
+#: AMD's GPU metrics exporter. v1.5.4 does not exist and v1.5.2 is only named in the main branch's docs: v1.5.1 is
+#: the newest entry of the Helm repository's index (gh-pages) and the newest tag. Its values are not in
+#: shared/charts: the keys set below (serviceMonitor.enabled/interval/labels, tolerations, affinity) are those of
+#: helm-charts/values.yaml at tag v1.5.1.
 DEVICE_METRICS_EXPORTER = ChartPin(
     chart="device-metrics-exporter-charts",
-    version="v1.5.4",
+    version="v1.5.1",
     repo="https://rocm.github.io/device-metrics-exporter",
     release_name="device-metrics-exporter",
     namespace="kube-amd-gpu",
     timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/ROCm/device-metrics-exporter/blob/gh-pages/index.yaml"),
 )
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 #: Pod labels kube-state-metrics exports on kube_pod_labels, so vLLM series join to their recipe (monitoring/names.py).
@@ -85,9 +114,18 @@ CHARTS: dict[str, ChartPin] = {
 }
 ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER}
 
-LOCAL_PATH_VERSION = "v0.0.37"
+LOCAL_PATH_VERSION = "v0.0.37"  # tag v0.0.37; its deploy/local-path-storage.yaml runs this image
 LOCAL_PATH_IMAGE = f"rancher/local-path-provisioner:{LOCAL_PATH_VERSION}"
-LOCAL_PATH_HELPER_IMAGE = "busybox:1.37.0"
+LOCAL_PATH_HELPER_IMAGE = "busybox:1.37.0"  # still listed ("Tags: 1.37.0, 1.37") by library/busybox
+#: Evidence for every image tag this module pins.
+IMAGE_PINS: dict[str, PinEvidence] = {
+    LOCAL_PATH_IMAGE: PinEvidence(
+        f"https://github.com/rancher/local-path-provisioner/releases/tag/{LOCAL_PATH_VERSION}"
+    ),
+    LOCAL_PATH_HELPER_IMAGE: PinEvidence(
+        "https://github.com/docker-library/official-images/blob/master/library/busybox"
+    ),
+}
 LOCAL_PATH_NAMESPACE = "local-path-storage"
 LOCAL_PATH_NAME = "local-path-provisioner"
 LOCAL_PATH_CONFIG_MAP = "local-path-config"
@@ -116,6 +154,9 @@ class ClusterAddonsArgs:
     monitoring: bool = True
     monitoring_values: dict[str, Any] = field(default_factory=dict)
     device_metrics_exporter: bool = False
+    #: Scrape kube-controller-manager, kube-scheduler, etcd and kube-proxy (and keep their default rules): only for a
+    #: cluster that serves their metrics on node addresses. See `control_plane_metrics_reachable`.
+    control_plane_metrics: bool = False
     #: Grafana's admin password (a secret Output); None = generate one (pulumi_random) when monitoring is on.
     grafana_admin_password: Any = None
 
@@ -141,8 +182,22 @@ class ClusterAddonsArgs:
             monitoring=settings.monitoring,
             monitoring_values=dict(monitoring_values or {}),
             device_metrics_exporter=settings.device_metrics_exporter,
+            control_plane_metrics=control_plane_metrics_reachable(settings.cluster_bootstrap),
             grafana_admin_password=grafana_admin_password,
         )
+
+
+def control_plane_metrics_reachable(cluster_bootstrap: str) -> bool:
+    """Whether Prometheus can reach the control-plane components' metrics, by how the cluster was made.
+
+    kubeadm binds kube-controller-manager, kube-scheduler, etcd's metrics and kube-proxy's metrics to 127.0.0.1:
+    scraped from a pod they are down, and `TargetDown` plus `etcdInsufficientMembers` (critical) fire forever.
+    Opening them (bind 0.0.0.0 in the kubeadm config) would widen what the node exposes, so we do not.
+    Any other cluster ("none": the kubeconfig's) is unknown to the stack: managed clusters (EKS, GKE, AKS) hide these
+    components entirely (`KubeControllerManagerDown` and `KubeSchedulerDown` would fire) and self-built ones mostly
+    keep kubeadm's loopback defaults; a false alarm that never clears costs more than the control-plane panels.
+    So off in both modes; a program that knows its cluster exposes them sets `control_plane_metrics=True`."""
+    return {"kubeadm": False, "none": False}[cluster_bootstrap]
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,11 +249,36 @@ def amd_gpu_values() -> dict[str, Any]:
     }
 
 
-def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """kube-prometheus-stack values: pick up every ServiceMonitor/PodMonitor/PrometheusRule, load labelled dashboards.
+#: kube-prometheus-stack's control-plane scrapes (top-level chart keys) and the `defaultRules.rules` groups that alert
+#: on or record from each (templates/prometheus/rules-1.14 of chart 88.5.3 gate each group on both).
+CONTROL_PLANE_SCRAPES: dict[str, tuple[str, ...]] = {
+    "kubeControllerManager": ("kubeControllerManager",),
+    "kubeScheduler": ("kubeSchedulerAlerting", "kubeSchedulerRecording"),
+    "kubeEtcd": ("etcd",),
+    "kubeProxy": ("kubeProxy",),
+}
+
+
+def control_plane_values(scrape: bool) -> dict[str, Any]:
+    """Nothing when the control plane is scraped; otherwise its ServiceMonitors, Services and rule groups off."""
+    if scrape:
+        return {}
+    values: dict[str, Any] = {key: {"enabled": False} for key in CONTROL_PLANE_SCRAPES}
+    groups = [group for groups in CONTROL_PLANE_SCRAPES.values() for group in groups]
+    values["defaultRules"] = {"rules": {group: False for group in groups}}
+    return values
+
+
+def monitoring_values(extra: Mapping[str, Any] | None = None, control_plane_metrics: bool = False) -> dict[str, Any]:
+    """kube-prometheus-stack values: pick up every ServiceMonitor/PodMonitor/PrometheusRule, load labelled dashboards
+    from the monitoring namespace only, scrape the control plane only where it is reachable.
 
     No credentials here: values end up in plain state. Grafana's admin secret is wired by reference
     (`grafana.admin.existingSecret`) through `extra`."""
+    # Grafana's sidecars read only the monitoring namespace (the chart's default is ALL, with a ClusterRole to list
+    # and read every Secret in the cluster): namespaced RBAC gives them a Role there, and ConfigMaps are all they
+    # load (our dashboards, the chart's dashboards and its Prometheus datasource are ConfigMaps in that namespace).
+    own_namespace = [KUBE_PROMETHEUS_STACK.namespace]
     base: dict[str, Any] = {
         # kube_pod_labels carries these pod labels, so recording rules can join vLLM series to their recipe.
         "kube-state-metrics": {"metricLabelsAllowlist": [f"pods=[{','.join(KSM_POD_LABELS)}]"]},
@@ -213,15 +293,19 @@ def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "grafana": {
             # The admin password comes from a Secret the stack creates (never from values: they sit in plain state).
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            "rbac": {"namespaced": True},
             "sidecar": {
                 "dashboards": {
                     "enabled": True,
                     "label": "grafana_dashboard",
                     "labelValue": "1",
-                    "searchNamespace": "ALL",
-                }
+                    "searchNamespace": own_namespace,
+                    "resource": "configmap",
+                },
+                "datasources": {"searchNamespace": own_namespace, "resource": "configmap"},
             },
         },
+        **control_plane_values(control_plane_metrics),
     }
     return deep_merge(base, extra or {})
 
@@ -229,7 +313,13 @@ def monitoring_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
 def device_metrics_exporter_values() -> dict[str, Any]:
     """device-metrics-exporter values: a ServiceMonitor for kube-prometheus-stack, only on AMD GPU nodes."""
     return {
-        "serviceMonitor": {"enabled": True, "interval": "15s"},
+        # The chart labels its ServiceMonitor `release: prometheus-operator` unless given labels: carry our stack's
+        # release, which a Prometheus with `serviceMonitorSelectorNilUsesHelmValues: true` selects on.
+        "serviceMonitor": {
+            "enabled": True,
+            "interval": "15s",
+            "labels": {"release": KUBE_PROMETHEUS_STACK.release_name},
+        },
         "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "affinity": {
             "nodeAffinity": {
@@ -242,8 +332,11 @@ def device_metrics_exporter_values() -> dict[str, Any]:
     }
 
 
-def local_path_config() -> dict[str, str]:
-    """The ConfigMap data the provisioner reads: config.json, the helper pod template and its two scripts."""
+def local_path_config(stack: str) -> dict[str, str]:
+    """The ConfigMap data the provisioner reads: config.json, the helper pod template and its two scripts.
+
+    `stack` (`<project>/<stack>`) goes into the marker setup writes beside each volume it creates,
+    `<volume dir>.aim-stack.json`: kubeadm-reset.sh removes a leftover volume directory only with that proof."""
     config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [LOCAL_PATH_DATA_DIR]}]}
     # The provisioner runs `/bin/sh /script/setup` (or teardown) in the helper pod with VOL_DIR (the volume
     # directory as mounted in the pod), VOL_MODE (Filesystem or Block), VOL_SIZE_BYTES, and VOL_USER / VOL_GROUP /
@@ -258,11 +351,20 @@ def local_path_config() -> dict[str, str]:
             "  exit 1",
             "fi",
             'mkdir -p "$VOL_DIR"',
-            "# World-writable by default: hostPath ignores fsGroup, and workloads run as non-root users.",
-            'chmod "${VOL_PERM:-0777}" "$VOL_DIR"',
+            "# Owner only by default, never world-writable: the engine and the model downloader run as root (uid 0,",
+            "# the owner: no capability needed) and are the only writers; any other host user or non-root pod could",
+            "# otherwise plant code in the model cache (trust-remote-code) or read gated weights. A workload that",
+            "# needs other rights sets permPattern / userPattern / groupPattern on its own StorageClass.",
+            'chmod "${VOL_PERM:-0700}" "$VOL_DIR"',
             'if [ -n "${VOL_USER:-}" ] && [ -n "${VOL_GROUP:-}" ]; then chown "$VOL_USER:$VOL_GROUP" "$VOL_DIR";',
             'elif [ -n "${VOL_USER:-}" ]; then chown "$VOL_USER" "$VOL_DIR";',
             'elif [ -n "${VOL_GROUP:-}" ]; then chgrp "$VOL_GROUP" "$VOL_DIR"; fi',
+            "# Proof of ownership for the host cleanup, beside the volume (not in it: the workload never sees it).",
+            'marker="$VOL_DIR.aim-stack.json"',
+            'printf \'{\\n  "createdBy": "local-path setup",\\n  "stack": "%s",\\n  "volume": "%s",\\n'
+            '  "createdAt": "%s"\\n}\\n\' \\',
+            f'  {shlex.quote(stack)} "${{VOL_DIR##*/}}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$marker.tmp"',
+            'mv -f "$marker.tmp" "$marker"',
             "",
         ]
     )
@@ -276,6 +378,7 @@ def local_path_config() -> dict[str, str]:
             "  *) echo \"local-path: refusing to remove '${VOL_DIR:-}'\" >&2; exit 1 ;;",
             "esac",
             'rm -rf "$VOL_DIR"',
+            'rm -f "$VOL_DIR.aim-stack.json"',
             "",
         ]
     )
@@ -400,7 +503,7 @@ class ClusterAddons(pulumi.ComponentResource):
             monitoring = self._release(
                 "monitoring",
                 KUBE_PROMETHEUS_STACK,
-                monitoring_values(args.monitoring_values),
+                monitoring_values(args.monitoring_values, args.control_plane_metrics),
                 [namespace, admin, *first],
             )
             self.monitoring_namespace = KUBE_PROMETHEUS_STACK.namespace
@@ -566,7 +669,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": meta(LOCAL_PATH_CONFIG_MAP),
-                "data": local_path_config(),
+                "data": local_path_config(stack_id()),
             },
             opts=self._child([namespace]),
         )

@@ -52,7 +52,8 @@ class Monitoring(pulumi.ComponentResource):
                     "selector": {"matchLabels": dict(args.selector_labels)},
                     "namespaceSelector": {"matchNames": [args.namespace]},
                     # The operator adds namespace, pod, service and container labels: the rules join on them.
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+                    # The API proxy's metrics-only listener (the `<engine>-metrics` ClusterIP Service).
+                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
                 },
             },
             opts=child,

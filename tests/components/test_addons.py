@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -15,15 +16,22 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from aim_infra.components import addons as addons_module
 from aim_infra.components.addons import (
+    ALL_CHARTS,
     AMD_GPU,
     CALICO,
+    CONTROL_PLANE_SCRAPES,
+    DEVICE_METRICS_EXPORTER,
+    IMAGE_PINS,
     KUBE_PROMETHEUS_STACK,
     LOCAL_PATH_HELPER_IMAGE,
     LOCAL_PATH_IMAGE,
     METRICS_SERVER,
     ChartPin,
     ClusterAddonsArgs,
+    PinEvidence,
+    control_plane_metrics_reachable,
     deep_merge,
 )
 from aim_infra.plan import Declared, PlanResult, run_stack
@@ -160,7 +168,7 @@ def test_public_attributes(everything: PlanResult) -> None:
 # --- releases: pins, namespaces, order ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pin", [CALICO, METRICS_SERVER, AMD_GPU, KUBE_PROMETHEUS_STACK], ids=lambda p: p.chart)
+@pytest.mark.parametrize("pin", list(ALL_CHARTS.values()), ids=lambda p: p.chart)
 def test_release_is_pinned(everything: PlanResult, pin: ChartPin) -> None:
     release = releases(everything)[pin.release_name]
     inputs = release.inputs
@@ -178,7 +186,7 @@ def test_release_is_pinned(everything: PlanResult, pin: ChartPin) -> None:
 def test_pinned_versions_are_the_documented_ones() -> None:
     assert (CALICO.chart, CALICO.version, CALICO.repo) == (
         "tigera-operator",
-        "v3.32.2",
+        "v3.32.1",
         "https://docs.tigera.io/calico/charts",
     )
     assert (METRICS_SERVER.chart, METRICS_SERVER.version, METRICS_SERVER.namespace) == (
@@ -197,9 +205,53 @@ def test_pinned_versions_are_the_documented_ones() -> None:
         "88.5.3",
         "https://prometheus-community.github.io/helm-charts",
     )
+    assert (DEVICE_METRICS_EXPORTER.chart, DEVICE_METRICS_EXPORTER.version, DEVICE_METRICS_EXPORTER.repo) == (
+        "device-metrics-exporter-charts",
+        "v1.5.1",
+        "https://rocm.github.io/device-metrics-exporter",
+    )
     assert LOCAL_PATH_IMAGE == "rancher/local-path-provisioner:v0.0.37"
     assert LOCAL_PATH_HELPER_IMAGE == "busybox:1.37.0"
     assert CALICO.timeout_seconds >= 900 and KUBE_PROMETHEUS_STACK.timeout_seconds >= 900
+
+
+EVIDENCE_URL = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+/(releases/tag|blob/[\w.-]+)/\S+")
+
+
+def assert_evidence(what: str, evidence: PinEvidence) -> None:
+    assert isinstance(evidence, PinEvidence), f"{what}: no upstream evidence"
+    assert EVIDENCE_URL.fullmatch(evidence.url), f"{what}: evidence is not a release tag or a file in a repo"
+    assert datetime.date.fromisoformat(evidence.checked_on) <= datetime.date(2026, 12, 5), what
+
+
+def test_every_chart_pin_carries_its_upstream_evidence() -> None:
+    pins = {name: value for name, value in vars(addons_module).items() if isinstance(value, ChartPin)}
+    assert set(pins.values()) == set(ALL_CHARTS.values()), "every ChartPin is installed (and so checked here)"
+    for name, pin in pins.items():
+        assert_evidence(name, pin.evidence)
+        # A tag page must be the pinned version's own; an index file lists every version.
+        if "/releases/tag/" in pin.evidence.url:
+            assert pin.evidence.url.endswith(pin.version), name
+        assert pin.version != "latest" and re.fullmatch(r"v?\d+\.\d+\.\d+", pin.version), name
+
+
+def test_every_image_pin_carries_its_upstream_evidence(everything: PlanResult) -> None:
+    constants = {value for name, value in vars(addons_module).items() if name.endswith("_IMAGE")}
+    assert constants == set(IMAGE_PINS)
+    for image, evidence in IMAGE_PINS.items():
+        assert_evidence(image, evidence)
+        tag = image.rsplit(":", 1)[1]
+        assert tag != "latest" and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), image
+        if "/releases/tag/" in evidence.url:
+            assert evidence.url.endswith(tag), image
+    # Every image the component declares itself (not through a chart) is one of them.
+    declared = set()
+    for resource in children(everything):
+        text = json.dumps(resource.inputs)
+        declared |= set(re.findall(r'\\?"image\\?": \\?"([^"\\]+)', text))
+        for data in (resource.inputs.get("data") or {}).values():
+            declared |= set(re.findall(r"image: (\S+)", data))
+    assert declared == set(IMAGE_PINS), declared
 
 
 def test_calico_goes_first_and_each_release_waits_for_its_namespace(everything: PlanResult) -> None:
@@ -312,7 +364,8 @@ def test_monitoring_values_are_merged_over_ours(tmp_path: Path) -> None:
         "enabled": True,
         "label": "grafana_dashboard",
         "labelValue": "yes",
-        "searchNamespace": "ALL",
+        "searchNamespace": ["monitoring"],
+        "resource": "configmap",
     }
     assert values["grafana"]["admin"] == {
         "existingSecret": "grafana-admin",
@@ -334,7 +387,7 @@ def test_deep_merge_replaces_lists_and_keeps_the_base() -> None:
 # --- chart values: every key exists in the pinned chart's values.yaml ------------------------------------------
 
 VALUES_FILES = {
-    CALICO.chart: "tigera-operator-v3.32.1.values.yaml",  # v3.32.2 has the same keys
+    CALICO.chart: "tigera-operator-v3.32.1.values.yaml",
     METRICS_SERVER.chart: "metrics-server-3.13.1.values.yaml",
     AMD_GPU.chart: "amd-gpu-0.21.0.values.yaml",
     KUBE_PROMETHEUS_STACK.chart: "kube-prometheus-stack-88.5.3.values.yaml",
@@ -344,6 +397,34 @@ SUBCHART_FILES = {
     KUBE_PROMETHEUS_STACK.chart: {
         "grafana": "grafana-12.11.1.values.yaml",
         "kube-state-metrics": "kube-state-metrics-8.4.0.values.yaml",
+    }
+}
+# shared/charts holds no values.yaml for device-metrics-exporter. Its key structure, as ROCm/device-metrics-exporter
+# helm-charts/values.yaml defines it (read with the search tool's read_file on 2026-12-05); `{}` is free-form there.
+UPSTREAM_KEY_STRUCTURES: dict[str, dict[str, Any]] = {
+    DEVICE_METRICS_EXPORTER.chart: {
+        "platform": "k8s",
+        "affinity": {},
+        "nodeSelector": {},
+        "tolerations": [],
+        "podAnnotations": {},
+        "kubelet": {"podResourceAPISocketPath": ""},
+        "monitor": {"resources": {"gpu": True, "nic": False}},
+        "hostNetwork": False,
+        "image": {"repository": "", "tag": "", "pullPolicy": "", "pullSecrets": "", "initContainerImage": ""},
+        "resources": {"limits": {"cpu": "", "memory": ""}, "requests": {"cpu": "", "memory": ""}},
+        "service": {"type": "", "annotations": {}, "ClusterIP": {"port": 0}, "NodePort": {"port": 0, "nodePort": 0}},
+        "configMap": "",
+        "serviceMonitor": {
+            "enabled": False,
+            "interval": "",
+            "honorLabels": True,
+            "honorTimestamps": True,
+            "attachMetadata": {"node": False},
+            "labels": {},
+            "relabelings": [],
+            "metricRelabelings": [],
+        },
     }
 }
 # Structures a chart documents only as a commented-out example in its values.yaml: (chart, dotted path).
@@ -376,6 +457,8 @@ def commented_block(text: str, dotted: str) -> Any:
 
 def reference_values(chart: str) -> dict[str, Any]:
     """The chart's values.yaml, with commented-out documented structures filled in where the chart shows them."""
+    if chart in UPSTREAM_KEY_STRUCTURES:
+        return UPSTREAM_KEY_STRUCTURES[chart]
     text = (charts_dir() / VALUES_FILES[chart]).read_text()
     tree = yaml.safe_load(text)
     for dotted in DOCUMENTED_IN_COMMENTS.get(chart, []):
@@ -432,7 +515,7 @@ def assert_values_keys_exist(chart: str, values: Mapping[str, Any]) -> None:
 
 def test_every_values_key_exists_in_the_pinned_chart(everything: PlanResult) -> None:
     by_name = releases(everything)
-    for pin in (CALICO, METRICS_SERVER, AMD_GPU, KUBE_PROMETHEUS_STACK):
+    for pin in ALL_CHARTS.values():
         values = by_name[pin.release_name].inputs.get("values") or {}
         assert values or pin is METRICS_SERVER, pin.chart
         assert_values_keys_exist(pin.chart, values)
@@ -483,6 +566,7 @@ def test_grafana_admin_only_through_a_secret_and_no_credentials_in_values(everyt
         "name": "grafana-admin",
         "namespace": "monitoring",
         "labels": secret.inputs["metadata"]["labels"],
+        "annotations": {"aim.amd.com/owned-by": "aim/test"},
     }
     assert set(secret.inputs["stringData"]) == {"admin-user", "admin-password"}
     assert secret.options["additional_secret_outputs"] == ["data", "stringData"]
@@ -637,7 +721,7 @@ def test_setup_and_teardown_scripts_work(everything: PlanResult, tmp_path: Path)
         "VOL_PERM": "",
     }
     subprocess.run(["/bin/sh", str(scripts / "setup")], env=env, check=True)
-    assert volume.is_dir() and (volume.stat().st_mode & 0o777) == 0o777
+    assert volume.is_dir() and (volume.stat().st_mode & 0o777) == 0o700  # owner (root) only, never world-writable
     (volume / "weights.bin").write_bytes(b"x")
     subprocess.run(["/bin/sh", str(scripts / "teardown")], env=env, check=True)
     assert not volume.exists() and volume.parent.is_dir()
@@ -663,6 +747,64 @@ def test_args_default_to_the_settings_defaults() -> None:
         "monitoring": defaults.monitoring,
         "monitoring_values": {},
         "device_metrics_exporter": False,
+        "control_plane_metrics": False,
         "grafana_admin_password": None,
     }
     assert asdict(ClusterAddonsArgs()) == asdict(ClusterAddonsArgs.from_settings(defaults))
+
+
+# --- monitoring: control-plane scrapes, Grafana's reach, the exporter's ServiceMonitor -------------------------
+
+
+def test_control_plane_is_not_scraped_where_it_is_unreachable() -> None:
+    from aim_infra.settings import Settings
+
+    # kubeadm binds them to 127.0.0.1; an unknown cluster is treated alike (addons.control_plane_metrics_reachable).
+    assert control_plane_metrics_reachable("kubeadm") is False
+    assert control_plane_metrics_reachable("none") is False
+    kubeadm = Settings(clusterBootstrap="kubeadm", calico=True, localPath=True, kubeletInsecureTls=True)
+    assert ClusterAddonsArgs.from_settings(kubeadm).control_plane_metrics is False
+
+
+@pytest.mark.parametrize("scrape", [False, True])
+def test_control_plane_scrapes_and_their_rules_follow_the_switch(tmp_path: Path, scrape: bool) -> None:
+    result = run_addons(tmp_path, **{**ALL_OFF, "monitoring": True, "control_plane_metrics": scrape})
+    values = releases(result)["kube-prometheus-stack"].inputs["values"]
+    groups = {group for groups in CONTROL_PLANE_SCRAPES.values() for group in groups}
+    assert groups == {"kubeControllerManager", "kubeSchedulerAlerting", "kubeSchedulerRecording", "etcd", "kubeProxy"}
+    if scrape:
+        assert not set(CONTROL_PLANE_SCRAPES) & set(values) and "defaultRules" not in values
+    else:
+        for key in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+            assert values[key]["enabled"] is False, key
+        assert values["defaultRules"]["rules"] == dict.fromkeys(groups, False)
+    # The rest of the default rules (TargetDown's `general` among them) stays on.
+    assert_values_keys_exist(KUBE_PROMETHEUS_STACK.chart, values)
+
+
+def test_grafana_sidecars_read_only_the_monitoring_namespace(everything: PlanResult) -> None:
+    grafana = releases(everything)["kube-prometheus-stack"].inputs["values"]["grafana"]
+    assert grafana["rbac"]["namespaced"] is True, "a Role in its namespace, no ClusterRole over every Secret"
+    assert not grafana["rbac"].get("namespaces") and not grafana["rbac"].get("extraClusterRoleRules")
+    for sidecar in ("dashboards", "datasources"):
+        assert grafana["sidecar"][sidecar]["searchNamespace"] == ["monitoring"], sidecar
+        assert grafana["sidecar"][sidecar]["resource"] == "configmap", sidecar
+    assert "ALL" not in json.dumps(grafana)
+
+
+def test_exporter_service_monitor_is_selected_by_the_stacks_prometheus(everything: PlanResult) -> None:
+    by_name = releases(everything)
+    exporter = by_name["device-metrics-exporter"].inputs["values"]["serviceMonitor"]
+    # Replaces the chart's default `release: prometheus-operator` label.
+    assert exporter["enabled"] is True and exporter["labels"] == {"release": "kube-prometheus-stack"}
+    spec = by_name["kube-prometheus-stack"].inputs["values"]["prometheus"]["prometheusSpec"]
+    # The selector the chart renders: serviceMonitorSelector if set, else `release: <release>` when
+    # serviceMonitorSelectorNilUsesHelmValues, else everything. The exporter's labels satisfy each case we set.
+    selector = spec.get("serviceMonitorSelector") or (
+        {"matchLabels": {"release": by_name["kube-prometheus-stack"].inputs["name"]}}
+        if spec.get("serviceMonitorSelectorNilUsesHelmValues", True)
+        else {}
+    )
+    assert selector.get("matchLabels", {}).items() <= exporter["labels"].items()
+    helm_selector = {"release": by_name["kube-prometheus-stack"].inputs["name"]}
+    assert helm_selector.items() <= exporter["labels"].items(), "selected even if the Helm-values selector is used"

@@ -25,10 +25,11 @@ def rule(result: PlanResult) -> Declared:
 
 def test_service_monitor_scrapes_the_engine_service_after_the_crds_exist(dev: PlanResult) -> None:
     [monitor] = dev.of_type(SERVICE_MONITOR)
-    service = dev.named("kubernetes:core/v1:Service", "aim-engine-service").inputs
+    # The API proxy's metrics-only listener, on a ClusterIP Service of its own.
+    service = dev.named("kubernetes:core/v1:Service", "aim-engine-metrics-service").inputs
     spec = monitor.inputs["spec"]
-    assert spec["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    assert service["spec"]["ports"][0]["name"] == "http"
+    assert spec["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert service["spec"]["ports"][0]["name"] == "metrics" and service["spec"]["type"] == "ClusterIP"
     selected = spec["selector"]["matchLabels"]
     assert selected.items() <= service["metadata"]["labels"].items()
     assert spec["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
@@ -119,8 +120,11 @@ def test_monitoring_off_declares_none_of_it() -> None:
 
 def test_device_metrics_exporter_is_optional_and_pinned(dev: PlanResult) -> None:
     [exporter] = [r for r in dev.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
-    assert exporter.inputs["version"] == "v1.5.4"
+    assert exporter.inputs["version"] == "v1.5.1"
     assert exporter.inputs["values"]["serviceMonitor"]["enabled"] is True
+    # Labelled for this stack's kube-prometheus-stack release, not the chart's default `release: prometheus-operator`.
+    release = dev.named(RELEASE, "addons-monitoring").inputs["name"]
+    assert exporter.inputs["values"]["serviceMonitor"]["labels"] == {"release": release}
     assert dev.named(RELEASE, "addons-monitoring").urn in exporter.dependencies
     without = run_stack("dev", {"aim:deviceMetricsExporter": "false"})
     assert not [r for r in without.of_type(RELEASE) if r.inputs["chart"] == "device-metrics-exporter-charts"]
@@ -135,3 +139,31 @@ def test_grafana_and_prometheus_are_reachable_from_the_exports(dev: PlanResult) 
     assert "adminPassword" not in values["grafana"]
     allow = values["kube-state-metrics"]["metricLabelsAllowlist"]
     assert allow == ["pods=[aim.amd.com/recipe,aim.amd.com/model,aim.amd.com/gpu,app.kubernetes.io/instance]"]
+
+
+CONTROL_PLANE = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
+CONTROL_PLANE_RULES = ("kubeControllerManager", "kubeSchedulerAlerting", "kubeSchedulerRecording", "etcd", "kubeProxy")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_control_plane_scrapes_and_rules_are_off(stack: str, dev: PlanResult, prod: PlanResult) -> None:
+    """dev is kubeadm: these components listen on 127.0.0.1 only, so TargetDown and etcdInsufficientMembers would
+    fire forever. prod is a cluster the stack did not make (clusterBootstrap none): off too, by choice (README)."""
+    result = {"dev": dev, "prod": prod}[stack]
+    values = result.named(RELEASE, "addons-monitoring").inputs["values"]
+    for key in CONTROL_PLANE:
+        assert values[key]["enabled"] is False, key
+    rules = values["defaultRules"]["rules"]
+    assert {group: rules[group] for group in CONTROL_PLANE_RULES} == dict.fromkeys(CONTROL_PLANE_RULES, False)
+    # Everything else keeps the chart's defaults: TargetDown (group `general`) still guards every other target.
+    assert set(rules) == set(CONTROL_PLANE_RULES)
+
+
+def test_grafana_reads_dashboards_only_where_we_put_them(dev: PlanResult) -> None:
+    grafana = dev.named(RELEASE, "addons-monitoring").inputs["values"]["grafana"]
+    assert grafana["rbac"]["namespaced"] is True
+    searched = grafana["sidecar"]["dashboards"]["searchNamespace"]
+    assert grafana["sidecar"]["datasources"]["searchNamespace"] == searched == ["monitoring"]
+    dashboards = [r for r in dev.of_type(CONFIG_MAP) if r.inputs["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert dashboards and {r.inputs["metadata"]["namespace"] for r in dashboards} == set(searched)
+    assert dev.named(RELEASE, "addons-monitoring").inputs["namespace"] in searched
