@@ -31,7 +31,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-from aim_infra.download import local_files, write_marker
+from aim_infra.download import local_files, record_file, write_marker
+from aim_infra.hub_digest import file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRE = os.environ.get("AIM_TESTS_REQUIRE_TOOLS") == "1"
@@ -413,7 +414,10 @@ def model_dir(directory: Path) -> Path:
         (directory / name).write_bytes(bytes(4096))
     weight_map = {f"w{i}": name for i, name in enumerate(names)}
     (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    write_marker(directory, "org/tiny", "main", "0123456789abcdef0123456789abcdef01234567", local_files(directory))
+    records = {
+        name: record_file(directory, name, file_digest(directory / name, "sha256")) for name in local_files(directory)
+    }
+    write_marker(directory, "org/tiny", "main", "0123456789abcdef0123456789abcdef01234567", records)
     return directory
 
 
