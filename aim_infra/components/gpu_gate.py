@@ -1,4 +1,4 @@
-"""GpuGate: a step that waits until a node offers the recipe's GPUs, between the device plugin and the engine."""
+"""GpuGate: a step that waits until the nodes offer every replica's GPUs, between the device plugin and the engine."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class GpuGateArgs:
     gpu: str
     #: GPUs one engine replica needs on one node.
     count: int
+    #: Engine replicas: the gate waits until the nodes hold all of them, not just one.
+    replicas: int = 1
+    #: All replicas on one node (a ReadWriteOnce model cache: engine.cache_affinity keeps them together).
+    one_node: bool = False
     kube_context: str | None = None
     kubeconfig: pulumi.Input[str] | None = None
     depends_on: list[pulumi.Resource] = field(default_factory=list)
@@ -32,6 +36,8 @@ class GpuGate(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuGateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:GpuGate", name, None, opts)
         arguments = ["--gpu", args.gpu, "--count", str(args.count), "--timeout", str(GPU_WAIT_SECONDS)]
+        if args.replicas > 1:
+            arguments += ["--replicas", str(args.replicas), *(["--one-node"] if args.one_node else [])]
         if args.kube_context:
             arguments += ["--context", args.kube_context]
         self.check = local_command(
