@@ -9,7 +9,14 @@ import pulumi_kubernetes as k8s
 from aim_infra.components.addons import LOCAL_PATH_DATA_DIR, ClusterAddons, ClusterAddonsArgs
 from aim_infra.components.benchmark import LiveBenchmark, LiveBenchmarkArgs
 from aim_infra.components.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
-from aim_infra.components.engine import API_PORT, AimEngine, AimEngineArgs, decision_hash, startup_budget_seconds
+from aim_infra.components.engine import (
+    API_PORT,
+    METRICS_PORT,
+    AimEngine,
+    AimEngineArgs,
+    decision_hash,
+    startup_budget_seconds,
+)
 from aim_infra.components.gpu_gate import GpuGate, GpuGateArgs
 from aim_infra.components.guardrails import RecipeAdmission, RecipeAdmissionArgs, image_repository
 from aim_infra.components.image import AimImage, AimImageArgs
@@ -46,6 +53,7 @@ cluster = (
             reset_on_destroy=s.resets_cluster,
             remove_mirror_on_destroy=not s.keeps_registry_data,
             local_path_dir=LOCAL_PATH_DATA_DIR if s.local_path else None,
+            local_path_namespace=s.namespace if s.local_path else None,
         ),
     )
     if s.cluster_bootstrap == "kubeadm"
@@ -110,6 +118,7 @@ admission = (
             namespace=s.namespace,
             # The repository the stack pushes to, or the one the configured (digest-pinned) image comes from.
             image_repository=s.image_repository if s.build_image else image_repository(s.image),
+            allowed_images=[s.api_proxy_image],  # the API proxy sidecar, exactly as pinned
         ),
         opts=kubernetes,
     )
@@ -117,12 +126,14 @@ admission = (
     else None
 )
 
-# Fails `pulumi up` within minutes, saying what the nodes offer, when no node can give one replica its GPUs.
+# Fails `pulumi up` within minutes, saying what the nodes offer, when they cannot give every replica its GPUs.
 gpus = GpuGate(
     "gpu-ready",
     GpuGateArgs(
         gpu=decision.gpu.name,
         count=decision.recipe.gpu_count,
+        replicas=replicas,
+        one_node=s.cache_access_mode == "ReadWriteOnce",
         kube_context=stack.kube_context,
         kubeconfig=kubeconfig,
         depends_on=addons.ready,
@@ -147,7 +158,8 @@ engine = AimEngine(
         render_group_id=s.render_group_id,
         require_gpu_labels=gpu_labels_seen or s.amd_gpu_plugin,
         hf_token=stack.hf_token,
-        api_key=stack.api_key,
+        api_key=stack.api_key,  # None: the engine generates one
+        api_proxy_image=s.api_proxy_image,
         api_allowed_cidrs=s.api_allowed_cidrs,
         depends_on=[*addons.ready, gpus, *([admission] if admission else [])],
     ),
@@ -160,6 +172,9 @@ EngineNetworkPolicy(
         namespace=s.namespace,
         pod_selector=engine.selector_labels,
         api_port=API_PORT,
+        metrics_port=METRICS_PORT,
+        download_pod_selector=engine.model_download.pod_selector,
+        cluster_cidrs=[s.pod_cidr],
         allowed_cidrs=s.api_allowed_cidrs,
         allowed_namespaces=s.api_allowed_namespaces,
         monitoring_namespace=(addons.monitoring_namespace or "monitoring") if s.monitoring else None,
@@ -237,6 +252,7 @@ pulumi.export("recipeExplanation", explain_decision(decision))
 pulumi.export("vllmArgs", decision.vllm_args)
 pulumi.export("namespace", s.namespace)
 pulumi.export("image", image)
+pulumi.export("apiKey", pulumi.Output.secret(engine.api_key))  # `pulumi stack output apiKey --show-secrets`
 pulumi.export("endpoint", endpoint_url(s.service_type, s.node_port, ENGINE, s.namespace))
 pulumi.export(
     "verify",
@@ -246,7 +262,8 @@ pulumi.export(
         model_id=s.model,
         service_type=s.service_type,
         node_port=s.node_port,
-        api_key=s.has_api_key,
+        api_key=True,  # always one: configured or generated (stack output apiKey)
+        download_job=engine.model_download.job_name,
         monitoring=s.monitoring,
         kubeconfig=stack.kubeconfig_path,
     ),

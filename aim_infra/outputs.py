@@ -35,7 +35,27 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
     if len(rows) > 12:
         lines.append(f"AIM capacity: … {len(rows) - 12} more candidates (python -m aim_infra select … shows all)")
     lines += [f"AIM note: {note}" for note in decision.notes]
+    lines.append(rollout_line(decision, replicas))
     return lines
+
+
+def rollout_line(decision: Decision, replicas: int) -> str:
+    """What a change to the pods costs: pod-by-pod with several replicas, downtime with one."""
+    from .components.engine import progress_deadline_seconds, rolls_pod_by_pod, startup_budget_seconds
+
+    budget = startup_budget_seconds(decision)
+    if rolls_pod_by_pod(replicas):
+        return (
+            f"AIM rollout: RollingUpdate one pod at a time (maxSurge 0, maxUnavailable 1: no spare GPUs needed), "
+            f"{replicas - 1} of {replicas} replicas keep serving; each pod may take up to {budget} s to start (the "
+            f"startup budget), the whole rollout up to {replicas * progress_deadline_seconds(decision)} s; a "
+            "PodDisruptionBudget allows one voluntary eviction at a time"
+        )
+    return (
+        f"AIM rollout: 1 replica, Recreate (a surge pod would need a second set of GPUs): a change to the pod (image, "
+        f"recipe, flags) means downtime of up to {budget} s (the startup budget: weights load + engine start-up) plus "
+        "scheduling and image pull; aim:replicas 2 or more rolls one pod at a time without downtime"
+    )
 
 
 def lifecycle_log_lines(stack: StackConfig) -> list[str]:
@@ -95,6 +115,7 @@ def verification_commands(
     api_key: bool,
     monitoring: bool = False,
     kubeconfig: str | None = None,
+    download_job: str | None = None,
 ) -> dict[str, str]:
     """Commands to paste after `pulumi up`, in the order a person checks a deployment."""
     url = endpoint_url(service_type, node_port, name, namespace)
@@ -105,7 +126,7 @@ def verification_commands(
     )
     commands = {
         "pods": f"kubectl -n {namespace} get pods -l app.kubernetes.io/instance={name} -o wide",
-        "downloadLogs": f"kubectl -n {namespace} logs deploy/{name} -c model-download -f",
+        "downloadLogs": f"kubectl -n {namespace} logs job/{download_job or name + '-download'} -f",
         "logs": f"kubectl -n {namespace} logs deploy/{name} -c vllm -f",
         "health": f"curl -fsS {url}/health && echo ok",
         "models": f"curl -fsS{auth} {url}/v1/models",
@@ -128,7 +149,8 @@ def verification_commands(
     if service_type == "NodePort":
         commands = {"nodeIp": NODE_IP_COMMAND, **commands}
     if api_key:
-        commands = {"apiKey": "export AIM_API_KEY=$(pulumi config get aim:apiKey)", **commands}
+        # The configured or generated key, from the secret stack output (never printed by `pulumi up`).
+        commands = {"apiKey": "export AIM_API_KEY=$(pulumi stack output apiKey --show-secrets)", **commands}
     if kubeconfig:  # the cluster the stack made: every kubectl above needs its kubeconfig
         commands = {"kubeconfig": f"export KUBECONFIG={kubeconfig}", **commands}
     return commands

@@ -14,12 +14,20 @@ import yaml
 
 from ..recipes.explain import explain_decision
 from ..recipes.selection import Decision
+from . import api_proxy
 from .kube import KubernetesObject
+from .model_download import MODEL_CACHE_LABEL, ModelDownload, ModelDownloadArgs
 
 GIB = 2**30
-API_PORT = 8000
+API_PORT = 8000  # the API proxy's port (the Service's); vLLM itself listens on 127.0.0.1:api_proxy.VLLM_INTERNAL_PORT
+METRICS_PORT = api_proxy.METRICS_PORT  # the proxy's /metrics-only listener (named `metrics`), for Prometheus
 MODELS_MOUNT = "/models"
+#: Compile and kernel caches (vLLM, torch.compile/Inductor, Triton, MIOpen) on the model cache volume, one folder per
+#: GPU type, mounted read-write here while the weights stay read-only under MODELS_MOUNT (see `compile_cache_env`).
+COMPILE_CACHE_MOUNT = "/compile-cache"
+COMPILE_CACHE_DIR = ".compile-cache"
 VIDEO_GROUP_ID = 44  # the `video` group owns /dev/kfd on ROCm hosts
+GPU_TOLERATION = {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 # Planning assumptions for time budgets (documented in README "Timeouts").
 LOAD_BYTES_PER_SECOND = 200e6  # weights read from the cache volume into GPU memory
@@ -67,7 +75,9 @@ class AimEngineArgs:
     render_group_id: int = 110
     require_gpu_labels: bool = False
     hf_token: pulumi.Input[str] | None = None
+    #: None = generate one (pulumi_random), kept in state as a secret; the API is never served without a key.
     api_key: pulumi.Input[str] | None = None
+    api_proxy_image: str = api_proxy.DEFAULT_PROXY_IMAGE
     #: Client networks a LoadBalancer admits (spec.loadBalancerSourceRanges); ignored for other service types.
     api_allowed_cidrs: list[str] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
@@ -96,10 +106,64 @@ def startup_budget_seconds(decision: Decision) -> int:
     return int(math.ceil((ENGINE_STARTUP_SECONDS + load) / PROBE_PERIOD_SECONDS) * PROBE_PERIOD_SECONDS)
 
 
-def rollout_timeout_seconds(decision: Decision) -> int:
-    """What `pulumi up` waits for the Deployment: download + start-up budget + 10 minutes of scheduling slack."""
-    download = decision.model.checkpoint_bytes / DOWNLOAD_BYTES_PER_SECOND
-    return int(download + startup_budget_seconds(decision) + 600)
+#: Scheduling and image pull of one new pod (a ROCm vLLM image is tens of GB on a node that lacks it).
+POD_START_SLACK_SECONDS = 600
+
+
+def rolls_pod_by_pod(replicas: int) -> bool:
+    """Several replicas roll one pod at a time (the others keep serving); a single replica is replaced in place."""
+    return replicas > 1
+
+
+def deployment_strategy(replicas: int) -> dict[str, Any]:
+    """RollingUpdate with maxSurge 0 and maxUnavailable 1 for several replicas: a pod's GPUs are freed before its
+    successor asks for them, so a rollout needs no spare GPUs and never leaves fewer than replicas - 1 serving (a
+    failed new pod stalls the rollout there). One replica keeps Recreate: a surge pod would need a second set of GPUs
+    the node may not have, so a change to the pod means downtime for one start-up budget."""
+    if rolls_pod_by_pod(replicas):
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    return {"type": "Recreate"}
+
+
+def progress_deadline_seconds(decision: Decision) -> int:
+    """The Deployment's progressDeadlineSeconds: one pod's start-up budget plus scheduling and pull. Kubernetes' default
+    (600 s) is shorter than most start-up budgets, so a healthy rollout would be reported as failed
+    (ProgressDeadlineExceeded, which also ends Pulumi's wait); every pod that becomes ready restarts the clock."""
+    return startup_budget_seconds(decision) + POD_START_SLACK_SECONDS
+
+
+def rollout_timeout_seconds(decision: Decision, replicas: int = 1) -> int:
+    """What `pulumi up` waits for the Deployment: the download Job has already finished (the Deployment depends on
+    it); a rolling update replaces the pods one after another, so each replica gets one progress deadline."""
+    steps = replicas if rolls_pod_by_pod(replicas) else 1
+    return steps * progress_deadline_seconds(decision)
+
+
+def cache_affinity(pvc_name: str, access_mode: str) -> dict[str, Any] | None:
+    """For a ReadWriteOnce model cache: a required podAffinity that keeps every pod mounting it (labelled
+    `aim.amd.com/model-cache: <pvc>`: the engine pods and the download Job's) on one node, where the volume can be
+    attached. The first such pod matches its own term, so it may land anywhere. Other access modes need none:
+    ReadWriteMany/ReadOnlyMany attach anywhere, and ReadWriteOncePod admits one pod at a time (settings refuse it with
+    several replicas)."""
+    if access_mode != "ReadWriteOnce":
+        return None
+    term = {"labelSelector": {"matchLabels": {MODEL_CACHE_LABEL: pvc_name}}, "topologyKey": "kubernetes.io/hostname"}
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
+def compile_cache_env() -> list[dict[str, str]]:
+    """Point every compile/kernel cache the engine writes at COMPILE_CACHE_MOUNT, so a restarted pod loads what an
+    earlier one compiled: vLLM's torch.compile artifacts (VLLM_CACHE_ROOT/torch_compile_cache), Inductor's and Triton's
+    kernels, MIOpen's tuning database and kernel binaries. Each library keys its entries by its own version and inputs,
+    so a new image never reads a stale entry. AITER is left alone on purpose: with AITER_JIT_DIR set it imports its
+    modules only from there, so the modules the image ships prebuilt in its package directory would all be rebuilt."""
+    return [
+        {"name": "VLLM_CACHE_ROOT", "value": f"{COMPILE_CACHE_MOUNT}/vllm"},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{COMPILE_CACHE_MOUNT}/inductor"},
+        {"name": "TRITON_CACHE_DIR", "value": f"{COMPILE_CACHE_MOUNT}/triton"},
+        {"name": "MIOPEN_USER_DB_PATH", "value": f"{COMPILE_CACHE_MOUNT}/miopen/db"},
+        {"name": "MIOPEN_CUSTOM_CACHE_DIR", "value": f"{COMPILE_CACHE_MOUNT}/miopen/cache"},
+    ]
 
 
 def shm_gib(decision: Decision) -> int:
@@ -118,6 +182,11 @@ def pod_resources(decision: Decision) -> dict[str, dict[str, str]]:
     }
 
 
+def download_timeout_seconds(decision: Decision) -> int:
+    """What `pulumi up` waits for the model download Job: the checkpoint at a conservative rate plus 10 minutes."""
+    return int(decision.model.checkpoint_bytes / DOWNLOAD_BYTES_PER_SECOND + 600)
+
+
 def decision_hash(decision: Decision, image: str) -> str:
     summary = {k: v for k, v in decision.summary().items() if k not in ("candidates", "notes", "estimate")}
     return hashlib.sha256(json.dumps([summary, image], sort_keys=True).encode()).hexdigest()[:16]
@@ -133,7 +202,10 @@ class AimEngine(pulumi.ComponentResource):
     model_cache: KubernetesObject
     selector_labels: dict[str, str]
     labels: dict[str, str]
-    api_key_secret_ref: str | None
+    api_key_secret_ref: str
+    #: The API key (configured or generated), a secret Output: export it only as a secret.
+    api_key: pulumi.Output[str]
+    model_download: ModelDownload
 
     def __init__(self, name: str, args: AimEngineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:AimEngine", name, None, opts)
@@ -178,9 +250,17 @@ class AimEngine(pulumi.ComponentResource):
             opts=in_ns,
         )
         self.hf_token_secret = self._secret(name, "hf-token", "HF_TOKEN", args.hf_token, ns, in_ns)
-        self.api_key_secret = self._secret(name, "api-key", API_KEY_DATA_KEY, args.api_key, ns, in_ns)
+        api_key = args.api_key
+        if api_key is None:  # closed by default: a key generated once and kept in Pulumi state as a secret
+            import pulumi_random  # only needed (and imported) when the key is generated
+
+            api_key = pulumi_random.RandomPassword(
+                f"{name}-api-key-value", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+            ).result
+        self.api_key = pulumi.Output.secret(api_key)
+        self.api_key_secret = self._secret(name, "api-key", API_KEY_DATA_KEY, self.api_key, ns, in_ns)
         #: "<Secret>:<data key>" of the API key, for steps that read it from the cluster (the smoke test).
-        self.api_key_secret_ref = f"{name}-api-key:{API_KEY_DATA_KEY}" if self.api_key_secret else None
+        self.api_key_secret_ref = f"{name}-api-key:{API_KEY_DATA_KEY}"
 
         self.config_map = KubernetesObject(
             f"{name}-recipe",
@@ -221,6 +301,42 @@ class AimEngine(pulumi.ComponentResource):
         )
 
         model_dir = model_directory(args.model_id, args.model_revision)
+        # The model download runs as a Job of its own: it is the only pod with egress (the Hub), the engine has none.
+        self.model_download = ModelDownload(
+            f"{name}-download",
+            ModelDownloadArgs(
+                namespace=ns,
+                image=args.image,
+                model_id=args.model_id,
+                model_revision=args.model_revision,
+                model_dir=model_dir,
+                models_mount=MODELS_MOUNT,
+                pvc_name=f"{name}-model-cache",
+                service_account=name,
+                timeout_seconds=download_timeout_seconds(decision),
+                hf_token_secret=f"{name}-hf-token" if self.hf_token_secret is not None else None,
+                affinity=cache_affinity(f"{name}-model-cache", args.cache_access_mode),
+                tolerations=[GPU_TOLERATION],
+                depends_on=[
+                    self.model_cache,
+                    self.service_account,
+                    *([self.hf_token_secret] if self.hf_token_secret is not None else []),
+                    *args.depends_on,
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        proxy_conf = api_proxy.proxy_config(api_port=API_PORT, metrics_port=METRICS_PORT)
+        self.proxy_config_map = KubernetesObject(
+            f"{name}-api-proxy",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-api-proxy", "namespace": ns, "labels": self.labels},
+                "data": {api_proxy.CONFIG_FILE: proxy_conf},
+            },
+            opts=in_ns,
+        )
         self.deployment = KubernetesObject(
             f"{name}-deployment",
             {
@@ -239,18 +355,27 @@ class AimEngine(pulumi.ComponentResource):
                 },
                 "spec": {
                     "replicas": args.replicas,
-                    "strategy": {"type": "Recreate"},  # GPUs are not free for a surge pod: never old and new at once
+                    "strategy": deployment_strategy(args.replicas),
+                    "progressDeadlineSeconds": progress_deadline_seconds(decision),
                     "selector": {"matchLabels": self.selector_labels},
                     "template": pulumi.Output.from_input(args.image).apply(
-                        lambda image: self._pod_template(name, args, model_dir, image)
+                        lambda image: self._pod_template(name, args, model_dir, image, proxy_conf)
                     ),
                 },
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.config_map, self.model_cache, self.service_account, *args.depends_on],
+                depends_on=[
+                    self.config_map,
+                    self.proxy_config_map,
+                    self.model_cache,
+                    self.model_download,
+                    self.service_account,
+                    *args.depends_on,
+                ],
                 custom_timeouts=pulumi.CustomTimeouts(
-                    create=f"{rollout_timeout_seconds(decision)}s", update=f"{rollout_timeout_seconds(decision)}s"
+                    create=f"{rollout_timeout_seconds(decision, args.replicas)}s",
+                    update=f"{rollout_timeout_seconds(decision, args.replicas)}s",
                 ),
             ),
         )
@@ -273,6 +398,26 @@ class AimEngine(pulumi.ComponentResource):
                 "kind": "Service",
                 "metadata": {"name": name, "namespace": ns, "labels": self.labels, "annotations": SKIP_AWAIT},
                 "spec": service_spec,
+            },
+            opts=in_ns,
+        )
+        # /metrics on a ClusterIP Service of its own: never on the API's NodePort or load balancer.
+        self.metrics_service = KubernetesObject(
+            f"{name}-metrics-service",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": f"{name}-metrics",
+                    "namespace": ns,
+                    "labels": self.labels,
+                    "annotations": SKIP_AWAIT,
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "selector": self.selector_labels,
+                    "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+                },
             },
             opts=in_ns,
         )
@@ -312,45 +457,43 @@ class AimEngine(pulumi.ComponentResource):
             opts=opts,
         )
 
-    def _pod_template(self, name: str, args: AimEngineArgs, model_dir: str, image: str) -> dict[str, Any]:
+    def _pod_template(
+        self, name: str, args: AimEngineArgs, model_dir: str, image: str, proxy_conf: str
+    ) -> dict[str, Any]:
         decision, recipe = args.decision, args.decision.recipe
         startup = startup_budget_seconds(decision)
-        hf_env = []
-        if self.hf_token_secret is not None:
-            hf_env = [
-                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{name}-hf-token", "key": "HF_TOKEN"}}}
-            ]
-        api_env = []
-        if self.api_key_secret is not None:
-            api_env = [
-                {
-                    "name": "VLLM_API_KEY",
-                    "valueFrom": {"secretKeyRef": {"name": f"{name}-api-key", "key": API_KEY_DATA_KEY}},
-                }
-            ]
-        download_command = ["python3", "-m", "aim_infra.download", "--model", args.model_id, "--dest", model_dir]
-        if args.model_revision:
-            download_command += ["--revision", args.model_revision]
+        api_env = [
+            {
+                "name": "VLLM_API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": f"{name}-api-key", "key": API_KEY_DATA_KEY}},
+            }
+        ]
         cache_mount = {"name": "model-cache", "mountPath": MODELS_MOUNT}
-        health = {"httpGet": {"path": "/health", "port": "http"}}
-        # Least privilege for both containers: no capabilities at all (ROCm needs none: the device plugin injects
+        # Through the proxy (vLLM listens on 127.0.0.1 only): a port number, since a named port resolves only among
+        # the probed container's own ports.
+        health = {"httpGet": {"path": "/health", "port": API_PORT}}
+        # Least privilege for the vllm container: no capabilities at all (ROCm needs none: the device plugin injects
         # /dev/kfd and /dev/dri/renderD*, reachable through the video/render groups below), no privilege escalation,
         # and the runtime's default seccomp profile (set for the pod).
         #
-        # Both still run as root, the image's user: the ROCm vLLM image is built for root (AITER compiles its JIT
+        # It still runs as root, the image's user: the ROCm vLLM image is built for root (AITER compiles its JIT
         # kernels into its own package directory under site-packages, Triton/MIOpen/torch.compile caches go under
         # $HOME=/root), and the model cache holds root-owned files from earlier runs while fsGroup is not applied to
-        # hostPath-backed volumes such as local-path's, so a non-root downloader could not update it. Root without
-        # any capability cannot bypass file permissions (no CAP_DAC_OVERRIDE), load modules or touch devices it was
-        # not given. PSA therefore warns/audits against `restricted` and enforces `baseline` for the namespace.
+        # hostPath-backed volumes such as local-path's (so the download Job runs as root too). Root without any
+        # capability cannot bypass file permissions (no CAP_DAC_OVERRIDE), load modules or touch devices it was not
+        # given. PSA therefore warns/audits against `restricted` and enforces `baseline` for the namespace.
         dropped = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        pvc_name = f"{name}-model-cache"
         return {
             "metadata": {
-                "labels": self.labels,
+                # The cache label is what cache_affinity matches: every pod that mounts the cache carries it.
+                "labels": {**self.labels, MODEL_CACHE_LABEL: pvc_name},
                 "annotations": {
                     "aim.amd.com/decision-hash": decision_hash(decision, image),
                     "aim.amd.com/model-id": args.model_id,
                     "aim.amd.com/recipe-id": recipe.id,
+                    # The proxy reads its config only at start: a changed config rolls the pods.
+                    "aim.amd.com/api-proxy-config-hash": hashlib.sha256(proxy_conf.encode()).hexdigest()[:16],
                 },
             },
             "spec": {
@@ -361,28 +504,8 @@ class AimEngine(pulumi.ComponentResource):
                     "supplementalGroups": [VIDEO_GROUP_ID, args.render_group_id],
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "affinity": self._gpu_affinity(args),
+                "affinity": {**self._gpu_affinity(args), **(cache_affinity(pvc_name, args.cache_access_mode) or {})},
                 "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                "initContainers": [
-                    {
-                        "name": "model-download",
-                        "image": image,
-                        "command": download_command,
-                        "env": [
-                            {"name": "HF_HOME", "value": f"{MODELS_MOUNT}/.hf-home"},
-                            {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-                            *hf_env,
-                        ],
-                        # The downloader writes only to the cache volume (HF_HOME is on it) and /tmp: its root
-                        # filesystem stays read-only.
-                        "securityContext": {**dropped, "readOnlyRootFilesystem": True},
-                        "volumeMounts": [cache_mount, {"name": "download-tmp", "mountPath": "/tmp"}],
-                        "resources": {
-                            "requests": {"cpu": "1", "memory": "2Gi"},
-                            "limits": {"cpu": "4", "memory": "8Gi"},
-                        },
-                    }
-                ],
                 "containers": [
                     {
                         "name": "vllm",  # = VLLM_CONTAINER (the alerts and the admission policy name it)
@@ -396,8 +519,9 @@ class AimEngine(pulumi.ComponentResource):
                             "serve",
                             model_dir,
                             f"--served-model-name={args.model_id}",
-                            "--host=0.0.0.0",
-                            f"--port={API_PORT}",
+                            # Only the proxy in this pod reaches vLLM: its non-/v1 routes are not guarded by the key.
+                            "--host=127.0.0.1",
+                            f"--port={api_proxy.VLLM_INTERNAL_PORT}",
                             *decision.vllm_args,
                         ],
                         "env": [
@@ -411,14 +535,26 @@ class AimEngine(pulumi.ComponentResource):
                                 if args.model_revision
                                 else []
                             ),
-                            {"name": "HF_HUB_OFFLINE", "value": "1"},  # the init container already downloaded it
+                            # The download Job already fetched the model; the pod has no egress at all.
+                            {"name": "HF_HUB_OFFLINE", "value": "1"},
+                            {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+                            # vLLM's usage statistics (vllm/envs.py: either switch set to 1 turns them off).
+                            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+                            {"name": "DO_NOT_TRACK", "value": "1"},
                             *({"name": k, "value": v} for k, v in sorted(decision.env.items())),
+                            *compile_cache_env(),
                             *api_env,
                         ],
-                        "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
                         "resources": pod_resources(decision),
                         "volumeMounts": [
                             {**cache_mount, "readOnly": True},
+                            # The same volume a second time, read-write but only its compile-cache folder (created by
+                            # the kubelet on first use): the weights stay read-only for vLLM, the caches persist.
+                            {
+                                "name": "model-cache",
+                                "mountPath": COMPILE_CACHE_MOUNT,
+                                "subPath": f"{COMPILE_CACHE_DIR}/{decision.gpu.name}",
+                            },
                             {"name": "dshm", "mountPath": "/dev/shm"},
                         ],
                         "startupProbe": {
@@ -440,12 +576,18 @@ class AimEngine(pulumi.ComponentResource):
                             "timeoutSeconds": 10,
                             "failureThreshold": 6,
                         },
-                    }
+                    },
+                    api_proxy.proxy_container(
+                        image=args.api_proxy_image,
+                        config_map_volume="api-proxy-config",
+                        api_port=API_PORT,
+                        metrics_port=METRICS_PORT,
+                    ),
                 ],
                 "volumes": [
-                    {"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{name}-model-cache"}},
+                    {"name": "model-cache", "persistentVolumeClaim": {"claimName": pvc_name}},
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib(decision)}Gi"}},
-                    {"name": "download-tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                    *api_proxy.proxy_volumes("api-proxy-config", f"{name}-api-proxy"),
                 ],
             },
         }

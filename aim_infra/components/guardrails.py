@@ -30,6 +30,8 @@ DIGEST = "@sha256:[0-9a-f]{64}$"
 class RecipeAdmissionArgs:
     namespace: str  # the AIM namespace: the only one the binding selects
     image_repository: str  # where every container image must come from, e.g. localhost:5000/aim-engine
+    #: Exact references also admitted besides that repository (the digest-pinned API proxy sidecar).
+    allowed_images: list[str] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)  # the namespace
 
 
@@ -69,13 +71,18 @@ def _flag_check(variable: str, flag: str, short: str) -> tuple[str, str]:
     return expression, message
 
 
-def policy_spec(repository: str) -> dict[str, Any]:
+def policy_spec(repository: str, allowed_images: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The ValidatingAdmissionPolicy's spec: which requests it sees, its variables and validations (CEL).
 
     Only functions of the CEL standard library are used (no Kubernetes extension such as `join` or `quantity`), so the
-    tests evaluate every expression with cel-python. A quantity reaches CEL as its canonical string (`"8"`)."""
+    tests evaluate every expression with cel-python. A quantity reaches CEL as its canonical string (`"8"`).
+
+    `allowed_images` are admitted as exactly these references (each pinned by digest), wherever they come from."""
     if not REPOSITORY.fullmatch(repository):
         raise ValueError(f"{repository!r} is not an image repository such as registry.example.com/team/aim-engine")
+    for reference in allowed_images:
+        if not re.search(DIGEST, reference) or not REPOSITORY.fullmatch(image_repository(reference)):
+            raise ValueError(f"{reference!r} is not a digest-pinned image reference such as repo:tag@sha256:<64 hex>")
     # `.` is the only character of a repository that means something in a regular expression.
     # The repository, then at most a tag, then the digest or the end (the digest has a check of its own).
     repository_pattern = "^" + repository.replace(".", "[.]") + f"(:{TAG})?(@|$)"
@@ -89,7 +96,10 @@ def policy_spec(repository: str) -> dict[str, Any]:
     limited = (
         "has(c.resources) && has(c.resources.limits) && 'cpu' in c.resources.limits && 'memory' in c.resources.limits"
     )
-    from_repository = f"c.image.matches({_quote(repository_pattern)})"
+    from_repository = " || ".join(
+        [f"c.image.matches({_quote(repository_pattern)})", *(f"c.image == {_quote(i)}" for i in allowed_images)]
+    )
+    allowed_text = repository + "".join(f" or is exactly {i}" for i in allowed_images)
     return {
         # Nothing else in the cluster is ever blocked: the policy sees only CREATE/UPDATE of apps/v1 Deployments (not
         # their scale or status subresources), the binding narrows that to the AIM namespace, and the match condition
@@ -166,8 +176,8 @@ def policy_spec(repository: str) -> dict[str, Any]:
             },
             {
                 "expression": f"variables.containers.all(c, {from_repository})",
-                "messageExpression": f"'image ' + variables.containers.filter(c, !{from_repository})[0].image"
-                f" + ' does not come from {repository}'",
+                "messageExpression": f"'image ' + variables.containers.filter(c, !({from_repository}))[0].image"
+                f" + ' does not come from {allowed_text}'",
                 "reason": "Invalid",
             },
             {
@@ -198,7 +208,7 @@ class RecipeAdmission(pulumi.ComponentResource):
                 "apiVersion": ADMISSION_API,
                 "kind": "ValidatingAdmissionPolicy",
                 "metadata": {"name": self.policy_name, "labels": labels},
-                "spec": policy_spec(args.image_repository),
+                "spec": policy_spec(args.image_repository, args.allowed_images),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )

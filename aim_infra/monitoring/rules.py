@@ -19,9 +19,8 @@ RATE_WINDOW = "5m"
 #: kube-state-metrics spells an extended resource with every character outside [a-zA-Z0-9_] replaced by `_`
 #: (internal/store: sanitizeLabelName), unit `integer`: `amd.com/gpu` becomes `resource="amd_com_gpu"`.
 GPU_RESOURCE = "amd_com_gpu"
-#: Container names of the AimEngine pod template (components/engine.py).
+#: The serving container of the AimEngine pod template (components/engine.py).
 ENGINE_CONTAINER = "vllm"
-DOWNLOAD_CONTAINER = "model-download"
 
 _RECIPE_BY = ", ".join(names.RECIPE_LABELS)  # namespace, recipe, model, gpu
 _FRIENDLY = ("recipe", "model", "gpu")
@@ -335,22 +334,17 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
     by_pod = "namespace, pod"
     recipe = f"{_label('recipe')} ({_label('model')} on {_label('gpu')}) in {_label('namespace')}"
 
-    # A pod counts as starting while its init container downloads the model, or while it is not Ready yet within
-    # the start-up budget counted from the end of its init containers (kube_pod_status_initialized_time; the pod's
-    # start time where that is missing). Down/not-ready alerts wait while one is: a Recreate rollout takes every
-    # replica down for the whole load.
+    # A pod counts as starting while it is not Ready yet within the start-up budget counted from the end of its init
+    # containers (kube_pod_status_initialized_time; the pod's start time where that is missing). Down/not-ready alerts
+    # wait while one is: a Recreate rollout takes the single replica down for the whole load. The model download is
+    # no part of this: it runs in a Job of its own (components/model_download.py) that completes before Pulumi creates
+    # or changes the Deployment, so an engine pod never waits for the network.
     initialized = (
         f"(max by ({by_pod}) (kube_pod_status_initialized_time{{{pods}}})"
         f" or max by ({by_pod}) (kube_pod_start_time{{{pods}}}))"
     )
-    downloading = (
-        f'(max by ({by_pod}) (kube_pod_init_container_status_running{{{pods}, container="{DOWNLOAD_CONTAINER}"}}) == 1)'
-    )
     ready_now = f'(max by ({by_pod}) (kube_pod_status_ready{{{pods}, condition="true"}}) == 1)'
-    starting = (
-        f"count by (namespace) (\n    {downloading}\n    or\n"
-        f"    ((time() - {initialized}) <= {budget} unless on ({by_pod}) {ready_now})\n  )"
-    )
+    starting = f"count by (namespace) (\n    (time() - {initialized}) <= {budget} unless on ({by_pod}) {ready_now}\n  )"
     deployment_sel = f'{in_ns}, deployment="{dep}"'
     available = f"max by (namespace, deployment) (kube_deployment_status_replicas_available{{{deployment_sel}}})"
     wanted = f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{deployment_sel}}})"
@@ -363,8 +357,8 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
             "5m",
             "critical",
             "The AIM engine has no available replica: its OpenAI API is down.",
-            f"Deployment {where_dep} has had no available replica for 5 minutes, and no replica is downloading the "
-            f"model or loading it within its {budget} s start-up budget.",
+            f"Deployment {where_dep} has had no available replica for 5 minutes, and no replica is loading the "
+            f"model within its {budget} s start-up budget.",
         ),
         _alert(
             "AimEngineNotReady",
@@ -379,8 +373,7 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
             "AimModelLoadTooSlow",
             f"((time() - {initialized}) > {budget})\n"
             f'and on ({by_pod}) (max by ({by_pod}) (max_over_time(kube_pod_status_ready{{{pods}, condition="true"}}'
-            f"[{budget}s])) == 0)\n"
-            f"unless on ({by_pod}) {downloading}",
+            f"[{budget}s])) == 0)",
             "2m",
             "warning",
             "An AIM engine pod is taking longer than its start-up budget to become Ready.",

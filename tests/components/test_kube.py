@@ -283,6 +283,7 @@ def test_the_stacks_cover_every_kind_we_declare(runs: dict[str, Run]) -> None:
         "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy",
         "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding",
         "kubernetes:apps/v1:Deployment",
+        "kubernetes:batch/v1:Job",
         "kubernetes:core/v1:ConfigMap",
         "kubernetes:core/v1:Namespace",
         "kubernetes:core/v1:PersistentVolumeClaim",

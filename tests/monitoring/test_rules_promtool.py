@@ -156,11 +156,6 @@ def alert_cases(ctx: StackRules) -> list[Case]:
         ksm_pod(ctx, "kube_pod_status_initialized_time", pod, const(0)),
         ksm_pod(ctx, "kube_pod_status_ready", pod, const(0), condition="true"),
     ]
-    downloading = [
-        ksm_pod(ctx, "kube_pod_start_time", pod, const(0)),
-        ksm_pod(ctx, "kube_pod_init_container_status_running", pod, const(1), container=rules.DOWNLOAD_CONTAINER),
-        ksm_pod(ctx, "kube_pod_status_ready", pod, const(0), condition="true"),
-    ]
     cases = [
         Case("AimEngineDown", "no replica available for 10 minutes", deployment_series(ctx, const(0)), 10, [(down, 0)]),
         Case("AimEngineDown", "a replica is available", deployment_series(ctx, const(1)), 10),
@@ -176,12 +171,6 @@ def alert_cases(ctx: StackRules) -> list[Case]:
             deployment_series(ctx, const(0)) + never_ready,
             past_budget + 6,
             [(down, 0)],
-        ),
-        Case(
-            "AimEngineDown",
-            "the only replica is still downloading the model",
-            deployment_series(ctx, const(0)) + downloading,
-            30,
         ),
         Case(
             "AimEngineNotReady",
@@ -224,7 +213,6 @@ def alert_cases(ctx: StackRules) -> list[Case]:
             ],
             past_budget + 4,
         ),
-        Case("AimModelLoadTooSlow", "still downloading the model", downloading, past_budget + 4),
         Case(
             "AimEngineRestarting",
             "vllm restarted five minutes ago",
@@ -826,7 +814,9 @@ def test_alerts_are_scoped_to_the_engine() -> None:
 def test_the_containers_the_alerts_name_are_the_engine_pod_template_ones() -> None:
     source = (ROOT / "aim_infra" / "components" / "engine.py").read_text(encoding="utf-8")
     assert f'"name": "{rules.ENGINE_CONTAINER}"' in source
-    assert f'"name": "{rules.DOWNLOAD_CONTAINER}"' in source
+    # No alert waits for a download: it runs in a Job of its own (components/model_download.py), and the engine pod
+    # template has no init container that could still be fetching the model.
+    assert "initContainers" not in source
 
 
 def test_rule_file_is_plain_prometheus_yaml() -> None:

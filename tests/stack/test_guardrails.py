@@ -117,8 +117,8 @@ def vllm(deployment: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")
 
 
-def downloader(deployment: dict[str, Any]) -> dict[str, Any]:
-    return deployment["spec"]["template"]["spec"]["initContainers"][0]
+def proxy(deployment: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "api-proxy")
 
 
 def replace_arg(deployment: dict[str, Any], prefix: str, new: list[str]) -> None:
@@ -170,7 +170,12 @@ def product_mismatch(d: dict[str, Any]) -> None:
 
 
 def tag_only_image(d: dict[str, Any]) -> None:
-    downloader(d)["image"] = image_repository(downloader(d)["image"]) + ":2026.11.0"
+    vllm(d)["image"] = image_repository(vllm(d)["image"]) + ":2026.11.0"
+
+
+def other_proxy_digest(d: dict[str, Any]) -> None:
+    # The sidecar is admitted by its exact pinned reference only: same repository and tag, another digest is refused.
+    proxy(d)["image"] = proxy(d)["image"].split("@")[0] + DIGEST
 
 
 def other_registry(d: dict[str, Any]) -> None:
@@ -182,7 +187,7 @@ def lookalike_repository(d: dict[str, Any]) -> None:
 
 
 def no_limits(d: dict[str, Any]) -> None:
-    del downloader(d)["resources"]["limits"]
+    del proxy(d)["resources"]["limits"]
 
 
 def no_memory_limit(d: dict[str, Any]) -> None:
@@ -199,7 +204,8 @@ MUTATIONS = [
     (tag_only_image, {"digest"}, ":2026.11.0 is not pinned by digest"),
     (other_registry, {"repository"}, "image ghcr.io/someone/aim-engine@sha256:"),
     (lookalike_repository, {"repository"}, "-evil@sha256:"),
-    (no_limits, {"limits"}, "container model-download needs resources.limits with cpu and memory"),
+    (other_proxy_digest, {"repository"}, "nginx-unprivileged:1.30.4-alpine-slim@sha256:abab"),
+    (no_limits, {"limits"}, "container api-proxy needs resources.limits with cpu and memory"),
     (no_memory_limit, {"limits"}, "container vllm needs resources.limits"),
 ]
 
@@ -339,6 +345,8 @@ class Peer:
 
 
 ENGINE_LABELS = {"app.kubernetes.io/name": "aim-engine", "app.kubernetes.io/instance": "aim-engine"}
+DOWNLOAD_LABELS = {"app.kubernetes.io/name": "aim-model-download", "app.kubernetes.io/instance": "aim-engine-download"}
+METRICS_PORT = 9400
 OUTSIDE = Peer("203.0.113.9")
 KUBE_DNS = Peer("10.96.0.10", "kube-system", (("k8s-app", "kube-dns"),))
 PROMETHEUS = Peer("192.168.7.7", "monitoring", (("app.kubernetes.io/name", "prometheus"),))
@@ -436,9 +444,10 @@ def test_default_policies_open_the_api_and_close_the_rest(dev: PlanResult) -> No
     policies = network_policies(dev)
     assert {p["metadata"]["name"] for p in policies} == {
         "aim-network-default-deny-ingress",
+        "aim-network-default-deny-egress",
         "aim-network-api",
         "aim-network-metrics",
-        "aim-network-egress",
+        "aim-network-download-egress",
     }
     for policy in dev.of_type(NETWORK_POLICY):
         assert engine_namespace(dev).urn in policy.dependencies
@@ -450,6 +459,8 @@ def test_default_policies_open_the_api_and_close_the_rest(dev: PlanResult) -> No
     assert ingress(policies, OUTSIDE)  # aim:apiAllowedCidrs defaults to 0.0.0.0/0
     assert ingress(policies, PROMETHEUS)
     assert not ingress(policies, OUTSIDE, port=9000)
+    # The metrics listener: Prometheus only, never the API's clients.
+    assert ingress(policies, PROMETHEUS, port=METRICS_PORT) and not ingress(policies, OUTSIDE, port=METRICS_PORT)
     # Any other pod of the namespace is closed by the default deny; without it, it would be open.
     other_pod = {"app": "debug"}
     assert not ingress(policies, OUTSIDE, labels=other_pod)
@@ -484,33 +495,55 @@ def test_allow_lists_admit_only_their_networks_and_namespaces(allow_lists: PlanR
 def test_metrics_scrape_only_from_the_monitoring_namespace(prod: PlanResult) -> None:
     policies = network_policies(prod)
     metrics = next(p for p in policies if p["metadata"]["name"] == "aim-network-metrics")
-    assert metrics["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert metrics["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": METRICS_PORT}]
     only_metrics = [p for p in policies if not p["metadata"]["name"].endswith("-api")]
-    assert allowed(only_metrics, "Ingress", ENGINE_LABELS, "aim-prod", PROMETHEUS, 8000)
-    assert not allowed(only_metrics, "Ingress", ENGINE_LABELS, "aim-prod", Peer("192.168.7.8", "default"), 8000)
-    assert not allowed(without(only_metrics, "-metrics"), "Ingress", ENGINE_LABELS, "aim-prod", PROMETHEUS, 8000)
+    assert allowed(only_metrics, "Ingress", ENGINE_LABELS, "aim-prod", PROMETHEUS, METRICS_PORT)
+    assert not allowed(only_metrics, "Ingress", ENGINE_LABELS, "aim-prod", PROMETHEUS, 8000)
+    default = Peer("192.168.7.8", "default")
+    assert not allowed(only_metrics, "Ingress", ENGINE_LABELS, "aim-prod", default, METRICS_PORT)
+    assert not allowed(
+        without(only_metrics, "-metrics"), "Ingress", ENGINE_LABELS, "aim-prod", PROMETHEUS, METRICS_PORT
+    )
 
 
-def test_egress_is_dns_and_https_only(prod: PlanResult) -> None:
+def test_only_the_downloader_has_egress_dns_and_public_https(prod: PlanResult) -> None:
     policies = network_policies(prod)
 
-    def egress(peer: Peer, port: int, protocol: str = "TCP", chosen: list[dict[str, Any]] = policies) -> bool:
-        return allowed(chosen, "Egress", ENGINE_LABELS, "aim-prod", peer, port, protocol)
+    def egress(
+        labels: dict[str, str], peer: Peer, port: int, protocol: str = "TCP", chosen: list[dict[str, Any]] = policies
+    ) -> bool:
+        return allowed(chosen, "Egress", labels, "aim-prod", peer, port, protocol)
 
-    assert egress(KUBE_DNS, 53, "UDP") and egress(KUBE_DNS, 53, "TCP")
-    assert egress(Peer("18.160.0.1"), 443)  # the Hub's CDN
-    assert not egress(Peer("8.8.8.8"), 53, "UDP")  # DNS only through the cluster's
-    assert not egress(Peer("18.160.0.1"), 80) and not egress(Peer("10.0.0.5", "default"), 5432)
-    assert egress(Peer("18.160.0.1"), 80, chosen=without(policies, "-egress"))  # the policy is what closes it
+    hub = Peer("18.160.0.1")  # the Hub's CDN
+    # The engine pods: nothing at all, not even DNS.
+    for peer, port, protocol in ((KUBE_DNS, 53, "UDP"), (hub, 443, "TCP"), (Peer("10.0.0.5", "default"), 5432, "TCP")):
+        assert not egress(ENGINE_LABELS, peer, port, protocol)
+    # The download pods: cluster DNS and HTTPS to public addresses only.
+    assert egress(DOWNLOAD_LABELS, KUBE_DNS, 53, "UDP") and egress(DOWNLOAD_LABELS, KUBE_DNS, 53, "TCP")
+    assert egress(DOWNLOAD_LABELS, hub, 443) and egress(DOWNLOAD_LABELS, Peer("2600:9000:2000::1"), 443)
+    assert not egress(DOWNLOAD_LABELS, Peer("8.8.8.8"), 53, "UDP")  # DNS only through the cluster's
+    assert not egress(DOWNLOAD_LABELS, hub, 80)
+    for private in ("10.96.0.1", "172.20.0.5", "192.168.3.3", "169.254.169.254", "100.64.1.1", "fd00:ec2::254"):
+        assert not egress(DOWNLOAD_LABELS, Peer(private), 443), private
+    # The default deny is what closes the engine: without it the engine pods would be open.
+    assert egress(ENGINE_LABELS, hub, 80, chosen=without(policies, "-default-deny-egress"))
 
 
-def test_air_gapped_engine_may_connect_nowhere(air_gapped: PlanResult) -> None:
+def test_a_public_pod_cidr_is_kept_from_the_downloader() -> None:
+    result = run_stack("prod", {"aim:podCidr": "198.18.0.0/15"})
+    assert result.error is None, result.error
+    policies = network_policies(result)
+    assert not allowed(policies, "Egress", DOWNLOAD_LABELS, "aim-prod", Peer("198.18.4.4"), 443)
+    assert allowed(policies, "Egress", DOWNLOAD_LABELS, "aim-prod", Peer("198.20.0.1"), 443)
+
+
+def test_air_gapped_nothing_may_connect_anywhere(air_gapped: PlanResult) -> None:
     policies = network_policies(air_gapped)
-    egress = next(p for p in policies if p["metadata"]["name"] == "aim-network-egress")
-    assert egress["spec"]["policyTypes"] == ["Egress"] and not egress["spec"].get("egress")
-    for peer, port, protocol in ((KUBE_DNS, 53, "UDP"), (Peer("18.160.0.1"), 443, "TCP")):
-        assert not allowed(policies, "Egress", ENGINE_LABELS, "aim-prod", peer, port, protocol)
-    assert allowed(without(policies, "-egress"), "Egress", ENGINE_LABELS, "aim-prod", KUBE_DNS, 53, "UDP")
+    assert "aim-network-download-egress" not in {p["metadata"]["name"] for p in policies}
+    for labels in (ENGINE_LABELS, DOWNLOAD_LABELS):
+        for peer, port, protocol in ((KUBE_DNS, 53, "UDP"), (Peer("18.160.0.1"), 443, "TCP")):
+            assert not allowed(policies, "Egress", labels, "aim-prod", peer, port, protocol)
+    assert allowed(without(policies, "-default-deny-egress"), "Egress", ENGINE_LABELS, "aim-prod", KUBE_DNS, 53, "UDP")
 
 
 def test_load_balancer_admits_only_the_allowed_networks(dev: PlanResult) -> None:
@@ -654,11 +687,11 @@ def unsafe_sysctl(spec: dict[str, Any]) -> None:
 
 
 def host_port(spec: dict[str, Any]) -> None:
-    spec["containers"][0]["ports"][0]["hostPort"] = 8000
+    spec["containers"][1]["ports"][0]["hostPort"] = 8000
 
 
 def unmasked_proc(spec: dict[str, Any]) -> None:
-    spec["initContainers"][0]["securityContext"]["procMount"] = "Unmasked"
+    spec["containers"][1]["securityContext"]["procMount"] = "Unmasked"
 
 
 @pytest.mark.parametrize(
@@ -670,8 +703,8 @@ def unmasked_proc(spec: dict[str, Any]) -> None:
         (host_network, "Host namespaces: hostNetwork"),
         (unconfined, "Seccomp: pod"),
         (unsafe_sysctl, "Sysctls: kernel.msgmax"),
-        (host_port, "Host ports: vllm"),
-        (unmasked_proc, "/proc mount type: model-download"),
+        (host_port, "Host ports: api-proxy"),
+        (unmasked_proc, "/proc mount type: api-proxy"),
     ],
 )
 def test_the_baseline_checker_catches_a_violation(dev: PlanResult, mutate: Any, control: str) -> None:
@@ -686,15 +719,18 @@ def test_least_privilege_settings(dev: PlanResult, prod: PlanResult) -> None:
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert {44, 110} <= set(spec["securityContext"]["supplementalGroups"])
         assert spec["automountServiceAccountToken"] is False
+        assert "initContainers" not in spec  # the download is a Job of its own (tests/stack/test_closed_by_default.py)
         for container in _containers(spec):
             context = container["securityContext"]
             assert context["allowPrivilegeEscalation"] is False
             assert context["capabilities"] == {"drop": ["ALL"]}
-            assert "runAsUser" not in context and "privileged" not in context
-        download, engine = spec["initContainers"][0], spec["containers"][0]
-        assert download["securityContext"]["readOnlyRootFilesystem"] is True
-        assert {"name": "download-tmp", "mountPath": "/tmp"} in download["volumeMounts"]
+            assert "privileged" not in context
+        engine, sidecar = spec["containers"]
+        assert "runAsUser" not in engine["securityContext"]
         assert engine["securityContext"]["readOnlyRootFilesystem"] is False  # caches and AITER JIT (see engine.py)
+        assert sidecar["securityContext"]["runAsUser"] == 101 and sidecar["securityContext"]["runAsNonRoot"] is True
+        assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "proxy-tmp", "mountPath": "/tmp"} in sidecar["volumeMounts"]
         # No RBAC for the workload: nothing in the AIM namespace and nothing under the engine component.
         namespace = engine_namespace(result).inputs["metadata"]["name"]
         for resource in result.resources:

@@ -49,7 +49,12 @@ def test_prod_objects_with_secrets_and_budget_validate(prod: PlanResult) -> None
         },
         {"aim:cleanup": "all", "aim:smokeTest": "false", "aim:registryPort": "5001"},
         {"aim:nodePort": "0", "aim:storageClass": "fast-nvme", "aim:cacheAccessMode": "ReadWriteMany"},
-        {"aim:model": "deepseek-ai/DeepSeek-R1", "aim:gpuCount": "8"},
+        # Its recipes run --trust-remote-code, which needs a commit-pinned revision (any 40-hex sha under mocks).
+        {
+            "aim:model": "deepseek-ai/DeepSeek-R1",
+            "aim:gpuCount": "8",
+            "aim:modelRevision": "0123456789abcdef" * 2 + "01234567",
+        },
         {
             "aim:airGapped": "true",
             "aim:apiAllowedCidrs": '["10.20.0.0/16", "2001:db8::/32"]',
