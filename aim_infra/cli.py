@@ -12,6 +12,7 @@ from typing import NoReturn
 from .cli_workload import add_workload_flags, workload_from_args
 from .recipes.errors import AimError
 from .recipes.precision import KV_CACHE_DTYPES, PRECISION_WISHES
+from .recipes.revision import revision_problem
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,6 +32,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def hub_revision(text: str) -> str:
+    problem = revision_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {problem}")
+    return text
+
+
 def out_directory(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a directory path, e.g. plan-out")
@@ -43,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     select = commands.add_parser("select", help="choose the serving recipe for a model on a GPU type and explain why")
     select.add_argument("--model", required=True, help="Hugging Face id, bundled catalogue id, or a local model dir")
-    select.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hub model")
+    select.add_argument(
+        "--revision", type=hub_revision, default=None, help="Hub revision (branch, tag or commit) for a Hub model"
+    )
     select.add_argument("--gpu", required=True, help="GPU type, e.g. MI300X (see `gpus`)")
     select.add_argument("--gpu-count", required=True, type=positive_int, help="GPUs available on one node")
     select.add_argument("--metric", choices=("latency", "throughput"), default="throughput")
@@ -57,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "estimate", help="estimate exactly one layout at one workload (replicas = GPUs / (TP × PP)), without choosing"
     )
     estimate.add_argument("--model", required=True, help="Hugging Face id, bundled catalogue id, or a local model dir")
-    estimate.add_argument("--revision", default=None, help="Hub revision for a Hub model")
+    estimate.add_argument("--revision", type=hub_revision, default=None, help="Hub revision for a Hub model")
     estimate.add_argument("--gpu", required=True, help="GPU type, e.g. MI300X (see `gpus`)")
     estimate.add_argument("--gpu-count", required=True, type=positive_int, help="GPUs of the whole deployment")
     estimate.add_argument("--tensor-parallel-size", required=True, type=positive_int)

@@ -8,8 +8,9 @@ from .recipes.detect import choose_gpu
 from .recipes.errors import AimError
 from .recipes.hardware import GpuSpec, load_gpus
 from .recipes.model_sources import resolve_model
+from .recipes.revision import is_commit
 from .recipes.selection import Decision, Selector
-from .settings import COMMIT_SHA, Settings, quantity_bytes
+from .settings import Settings, quantity_bytes
 
 
 def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSpec, int, bool]:
@@ -69,7 +70,7 @@ def runs_remote_code(vllm_args: list[str]) -> bool:
 def check_remote_code(settings: Settings, decision: Decision) -> None:
     """--trust-remote-code runs the Hub repository's Python in the vLLM pod, next to the API key and HF token: only
     code pinned by commit, so what was reviewed is what runs (a branch can change under a running stack)."""
-    if not runs_remote_code(decision.vllm_args) or COMMIT_SHA.fullmatch(settings.model_revision):
+    if not runs_remote_code(decision.vllm_args) or is_commit(settings.model_revision):
         return
     shown = repr(settings.model_revision) if settings.model_revision else "unset"
     who = "aim:vllmExtraArgs" if runs_remote_code(settings.vllm_extra_args) else f"recipe {decision.recipe.id}"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .components.api_proxy import DEFAULT_PROXY_IMAGE
 from .recipes.errors import AimError
 from .recipes.precision import PrecisionWish
+from .recipes.revision import revision_problem
 from .recipes.workload import Workload, default_workload, parse_workload
 
 NAMESPACE = "aim"
@@ -42,10 +43,6 @@ QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: A StorageClass name is a DNS-1123 subdomain: dot-separated DNS labels, at most 253 characters.
 DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-#: A Hub commit: the full 40-hex sha (a short sha is not resolved by the Hub).
-COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
-#: A branch or tag name as the Hub (git) accepts it; the rest of git's ref rules are checked in `_revision`.
-REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
 QUANTITY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 QUANTITY_FACTORS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50})
 #: The smallest model cache worth asking for; the real floor is the checkpoint plus headroom (checked per decision).
@@ -378,20 +375,9 @@ class Settings(BaseModel):
     @field_validator("model_revision")
     @classmethod
     def _revision(cls, value: str) -> str:
-        if not value or COMMIT_SHA.fullmatch(value):
-            return value
-        bad = (
-            not REF_NAME.fullmatch(value)
-            or ".." in value
-            or "//" in value
-            or value.endswith(("/", ".", ".lock"))
-            or any(part.startswith(".") for part in value.split("/"))
-        )
-        if bad:
-            raise ValueError(
-                "expected empty (the default branch), a 40-hex commit sha, or a branch/tag name (git ref rules: "
-                "letters, digits, '.', '_', '-', '/'; no spaces, '..', or leading '.'/'-')"
-            )
+        problem = revision_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("pod_cidr")

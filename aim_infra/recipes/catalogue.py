@@ -16,7 +16,7 @@ from .hardware import GpuCatalogue, load_gpus
 from .model_profile import ModelCatalogue, load_model_catalogue
 from .paths import CATALOGUE_DIR
 from .recipe import Recipe, RecipeFile
-from .vllm_rules import VllmRules, load_vllm_rules
+from .vllm_rules import VllmFlags, VllmRules, load_vllm_flags, load_vllm_rules
 from .yamlio import load_model
 
 
@@ -50,9 +50,25 @@ class RecipeCatalogue(BaseModel):
         return chosen
 
 
-def check_recipe(recipe: Recipe, where: str, gpus: GpuCatalogue, models: ModelCatalogue, rules: VllmRules) -> None:
-    """Reject a recipe that names an unknown GPU or model, breaks a rule, or does not fit its own GPU."""
+def check_recipe(
+    recipe: Recipe,
+    where: str,
+    gpus: GpuCatalogue,
+    models: ModelCatalogue,
+    rules: VllmRules,
+    flags: VllmFlags | None = None,
+) -> None:
+    """Reject a recipe that names an unknown GPU or model, a flag the pinned vLLM lacks, breaks a rule, or does not
+    fit its own GPU."""
     prefix = f"{where}: recipe {recipe.id}"
+    known = flags or load_vllm_flags()
+    for flag in recipe.vllm_args:
+        # A removed flag gets the rules' own message (what replaced it) from recipe_problem below.
+        if known.canonical(f"--{flag}") is None and rules.removed_flag(flag) is None:
+            raise AimError(
+                f"{prefix}: vllm_args.{flag}: not a flag of vLLM {known.vllm_version} (the base image's); "
+                "allowed: the flags recipes/vllm_flags.yaml lists"
+            )
     try:
         gpu = gpus.get(recipe.gpu)
     except AimError as error:

@@ -66,6 +66,8 @@ def test_a_good_file_loads_and_is_indexed_by_canonical_model(tmp_path: Path) -> 
         ({"vllm_args": {"--max-num-seqs": 8}}, "without leading dashes"),
         ({"vllm_args": {"tensor-parallel-size": 2}}, "set by a recipe field"),
         ({"vllm_args": {"swap-space": 4}}, "flag --swap-space was removed"),
+        ({"vllm_args": {"bogus-flag-xyz": 1}}, "vllm_args.bogus-flag-xyz: not a flag of vLLM 0.23.0"),
+        ({"vllm_args": {"enable-chunked-prefil": True}}, "vllm_args.enable-chunked-prefil: not a flag of vLLM"),
         ({"vllm_args": {"num-scheduler-steps": 8}}, "num-scheduler-steps was removed"),
         ({"vllm_args": {"dtype": "float8_e4m3fn"}}, "not a valid value"),
         ({"env": {"VLLM_USE_V1": "1"}}, "VLLM_USE_V1 was removed"),

@@ -114,6 +114,14 @@ def test_infeasible_request_exits_2_with_the_minimum() -> None:
         (("select", "--model", "x", "--gpu", "MI300X", "--gpu-count", "two"), "--gpu-count: invalid value 'two'"),
         (("select", "--model", "x", "--gpu", "MI300X", "--gpu-count", "0"), "expected a whole number ≥ 1"),
         (("select", "--model", "x", "--gpu", "MI300X"), "--gpu-count"),
+        (
+            ("select", "--model", "Qwen/Qwen3-8B", "--gpu", "MI300X", "--gpu-count", "1", "--revision", "main; rm"),
+            "--revision: invalid value 'main; rm': expected empty (the default branch), a 40-hex commit sha",
+        ),
+        (
+            ("select", "--model", "Qwen/Qwen3-8B", "--gpu", "MI300X", "--gpu-count", "1", "--revision", "../etc"),
+            "--revision: invalid value '../etc'",
+        ),
         (("select", "--model", "Qwen/Qwen3-8B", "--gpu", "H100", "--gpu-count", "1"), "unknown GPU 'H100'"),
         (
             ("select", "--model", "Qwen/Qwen3-8B", "--gpu", "MI300X", "--gpu-count", "1", "--metric", "fast"),
