@@ -6,10 +6,12 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from aim_infra.components.addons import LOCAL_PATH_DATA_DIR, ClusterAddons, ClusterAddonsArgs
-from aim_infra.components.benchmark import LiveBenchmark, LiveBenchmarkArgs
-from aim_infra.components.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
-from aim_infra.components.engine import (
+from aim_infra.common.errors import AimError
+from aim_infra.planning.explain import explain_decision
+from aim_infra.stack.components.addons import LOCAL_PATH_DATA_DIR, ClusterAddons, ClusterAddonsArgs
+from aim_infra.stack.components.benchmark import LiveBenchmark, LiveBenchmarkArgs
+from aim_infra.stack.components.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from aim_infra.stack.components.engine import (
     API_PORT,
     METRICS_PORT,
     AimEngine,
@@ -17,19 +19,17 @@ from aim_infra.components.engine import (
     decision_hash,
     startup_budget_seconds,
 )
-from aim_infra.components.gpu_gate import GpuGate, GpuGateArgs
-from aim_infra.components.guardrails import RecipeAdmission, RecipeAdmissionArgs, image_repository
-from aim_infra.components.image import AimImage, AimImageArgs
-from aim_infra.components.monitoring import Monitoring, MonitoringArgs
-from aim_infra.components.network_policy import EngineNetworkPolicy, EngineNetworkPolicyArgs
-from aim_infra.components.ownership_gate import OwnershipGate, OwnershipGateArgs
-from aim_infra.components.registry import LocalRegistry, LocalRegistryArgs
-from aim_infra.components.smoke_test import SmokeTest, SmokeTestArgs
-from aim_infra.decide import alert_thresholds, decide, replica_count
-from aim_infra.outputs import decision_log_lines, endpoint_url, lifecycle_log_lines, verification_commands
-from aim_infra.recipes.errors import AimError
-from aim_infra.recipes.explain import explain_decision
-from aim_infra.settings import read_stack_config
+from aim_infra.stack.components.gpu_gate import GpuGate, GpuGateArgs
+from aim_infra.stack.components.guardrails import RecipeAdmission, RecipeAdmissionArgs, image_repository
+from aim_infra.stack.components.image import AimImage, AimImageArgs
+from aim_infra.stack.components.monitoring import Monitoring, MonitoringArgs
+from aim_infra.stack.components.network_policy import EngineNetworkPolicy, EngineNetworkPolicyArgs
+from aim_infra.stack.components.ownership_gate import OwnershipGate, OwnershipGateArgs
+from aim_infra.stack.components.registry import LocalRegistry, LocalRegistryArgs
+from aim_infra.stack.components.smoke_test import SmokeTest, SmokeTestArgs
+from aim_infra.stack.decide import alert_thresholds, decide, replica_count
+from aim_infra.stack.outputs import decision_log_lines, endpoint_url, lifecycle_log_lines, verification_commands
+from aim_infra.stack.settings import read_stack_config
 
 ENGINE = "aim-engine"
 

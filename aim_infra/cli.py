@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .cli_workload import add_workload_flags, workload_from_args
-from .recipes.errors import AimError
-from .recipes.precision import KV_CACHE_DTYPES, PRECISION_WISHES
-from .recipes.revision import revision_problem
+from aim_infra.cli_workload import add_workload_flags, workload_from_args
+from aim_infra.common.errors import AimError
+from aim_infra.planning.precision import KV_CACHE_DTYPES, PRECISION_WISHES
+from aim_infra.planning.revision import revision_problem
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from .recipes.explain import explain_decision
-    from .recipes.hardware import load_gpus
-    from .recipes.model_sources import resolve_model
-    from .recipes.selection import Selector
+    from aim_infra.planning.explain import explain_decision
+    from aim_infra.planning.hardware import load_gpus
+    from aim_infra.planning.model_sources import resolve_model
+    from aim_infra.planning.selection import Selector
 
     gpu = load_gpus().get(args.gpu)
     profile = resolve_model(args.model, args.revision)
@@ -143,9 +143,9 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from .recipes.hardware import load_gpus
-    from .recipes.layout_estimate import LayoutRequest, describe_estimate, evaluate_layout
-    from .recipes.model_sources import resolve_model
+    from aim_infra.planning.hardware import load_gpus
+    from aim_infra.planning.layout_estimate import LayoutRequest, describe_estimate, evaluate_layout
+    from aim_infra.planning.model_sources import resolve_model
 
     workload = workload_from_args(args)
     assert workload is not None  # argparse requires the lengths and one load
@@ -167,12 +167,12 @@ def run_estimate(args: argparse.Namespace) -> int:
 
 
 def run_recipes(args: argparse.Namespace) -> int:
-    from .recipes.catalogue import load_catalogue
-    from .recipes.explain import explain_catalogue
+    from aim_infra.planning.catalogue import load_catalogue
+    from aim_infra.planning.explain import explain_catalogue
 
     catalogue = load_catalogue()
     if args.gpu:
-        from .recipes.hardware import load_gpus
+        from aim_infra.planning.hardware import load_gpus
 
         args.gpu = load_gpus().get(args.gpu).name
     if args.json:
@@ -183,7 +183,7 @@ def run_recipes(args: argparse.Namespace) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from .plan import parse_overrides, render, run_stack, write_out
+    from aim_infra.stack.plan import parse_overrides, render, run_stack, write_out
 
     result = run_stack(args.stack, parse_overrides(args.config))
     if result.error:
@@ -196,8 +196,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_gpus(args: argparse.Namespace) -> int:
-    from .recipes.explain import explain_gpus
-    from .recipes.hardware import load_gpus
+    from aim_infra.planning.explain import explain_gpus
+    from aim_infra.planning.hardware import load_gpus
 
     gpus = load_gpus()
     print(json.dumps([g.model_dump() for g in gpus.gpus], indent=2) if args.json else explain_gpus(gpus))
@@ -205,8 +205,8 @@ def run_gpus(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from .recipes.calibration import refit, report
-    from .recipes.calibration_add import add_result
+    from aim_infra.planning.calibration import refit, report
+    from aim_infra.planning.calibration_add import add_result
 
     if args.fit:
         data = refit(progress=lambda line: print(line, file=sys.stderr))

@@ -7,8 +7,8 @@ import math
 
 from pydantic import ValidationError
 
-from .recipes.errors import AimError
-from .recipes.workload import Workload
+from aim_infra.common.errors import AimError
+from aim_infra.planning.workload import Workload
 
 #: flag → Workload field. Types are checked by argparse (whole number / number); ranges by the Workload model.
 FLAGS = {

@@ -2,7 +2,7 @@
 
     python benchmarks/download_hash.py [--mib 512] [--repeat 3] [--threads 1,2]
 
-Writes a file of random bytes, then times `aim_infra.hub_digest.file_digest` on it: first once to warm the page
+Writes a file of random bytes, then times `aim_infra.pod.hub_digest.file_digest` on it: first once to warm the page
 cache (a file the downloader has just written is still there), then `--repeat` times per digest kind and thread count
 (the downloader hashes up to 8 files at once; hashlib releases the GIL). Prints the best of the repeats.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aim_infra.hub_digest import file_digest
+from aim_infra.pod.hub_digest import file_digest
 
 
 def machine() -> str:

@@ -11,13 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aim_infra.recipes.calibration import evaluate, report, summarise  # noqa: E402
-from aim_infra.recipes.hardware import load_gpus  # noqa: E402
-from aim_infra.recipes.measurements import load_measurements  # noqa: E402
-from aim_infra.recipes.model_profile import load_model_catalogue  # noqa: E402
-from aim_infra.recipes.performance_data import load_performance_data  # noqa: E402
-from aim_infra.recipes.selection import Selector  # noqa: E402
-from aim_infra.recipes.workload import Workload  # noqa: E402
+from aim_infra.planning.calibration import evaluate, report, summarise  # noqa: E402
+from aim_infra.planning.hardware import load_gpus  # noqa: E402
+from aim_infra.planning.measurements import load_measurements  # noqa: E402
+from aim_infra.planning.model_profile import load_model_catalogue  # noqa: E402
+from aim_infra.planning.performance_data import load_performance_data  # noqa: E402
+from aim_infra.planning.selection import Selector  # noqa: E402
+from aim_infra.planning.workload import Workload  # noqa: E402
 
 REPORT = Path(__file__).with_name("performance_model.md")
 

@@ -16,13 +16,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aim_infra.recipes.catalogue import check_recipe, load_catalogue, load_catalogue_from
-from aim_infra.recipes.errors import AimError
-from aim_infra.recipes.generation import generate, load_generation_rules, tensor_parallel_options
-from aim_infra.recipes.hardware import load_gpus
-from aim_infra.recipes.model_profile import ModelProfile, load_model_catalogue
-from aim_infra.recipes.selection import Selector
-from aim_infra.recipes.vllm_rules import load_vllm_rules
+from aim_infra.common.errors import AimError
+from aim_infra.planning.catalogue import check_recipe, load_catalogue, load_catalogue_from
+from aim_infra.planning.generation import generate, load_generation_rules, tensor_parallel_options
+from aim_infra.planning.hardware import load_gpus
+from aim_infra.planning.model_profile import ModelProfile, load_model_catalogue
+from aim_infra.planning.selection import Selector
+from aim_infra.planning.vllm_rules import load_vllm_rules
 
 #: Requests every run times: (model, gpu, available GPUs, metric).
 REQUESTS = [

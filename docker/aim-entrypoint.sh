@@ -13,7 +13,7 @@ fi
 
 if [ "${AIM_SKIP_PREFLIGHT:-0}" = "1" ]; then
     echo "aim-entrypoint: preflight skipped (AIM_SKIP_PREFLIGHT=1)"
-elif ! "${AIM_PYTHON:-python3}" -m aim_infra.preflight; then
+elif ! "${AIM_PYTHON:-python3}" -m aim_infra.pod.preflight; then
     exit 1
 fi
 

@@ -2349,7 +2349,7 @@ def run_helper(script: str, volume: Path, **env: str) -> subprocess.CompletedPro
 
 
 def test_local_path_volumes_are_not_world_writable_and_carry_the_stacks_marker(sb: Sandbox) -> None:
-    from aim_infra.components.addons import local_path_config
+    from aim_infra.stack.components.addons import local_path_config
 
     config = local_path_config(STACK)
     data = sb.root / "opt" / "local-path-provisioner"

@@ -31,8 +31,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-from aim_infra.download import local_files, record_file, write_marker
-from aim_infra.hub_digest import file_digest
+from aim_infra.pod.download import local_files, record_file, write_marker
+from aim_infra.pod.hub_digest import file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRE = os.environ.get("AIM_TESTS_REQUIRE_TOOLS") == "1"
@@ -434,7 +434,7 @@ def test_build_context_is_small_and_the_image_holds_only_the_engine(docker: str,
     files = listing.stdout.split()
     tops = {f.split("/")[1] for f in files}
     assert tops == {"aim_infra", "recipes"}
-    assert "./aim_infra/preflight.py" in files and "./aim_infra/download.py" in files
+    assert "./aim_infra/pod/preflight.py" in files and "./aim_infra/pod/download.py" in files
     assert "./recipes/gpus.yaml" in files
     assert not [f for f in files if "/tests/" in f or f.startswith("./.git")]
 
@@ -558,7 +558,7 @@ def test_default_command_is_vllm_serve_and_the_downloader_needs_huggingface_hub(
         image.reference,
         "python3",
         "-m",
-        "aim_infra.download",
+        "aim_infra.pod.download",
         "--model",
         "org/tiny",
         "--dest",

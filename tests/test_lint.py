@@ -26,7 +26,7 @@ def test_ruff_check_is_clean() -> None:
 
 
 def test_recipe_engine_never_imports_pulumi() -> None:
-    for path in (ROOT / "aim_infra" / "recipes").rglob("*.py"):
+    for path in (ROOT / "aim_infra" / "planning").rglob("*.py"):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             names = []

@@ -16,14 +16,14 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from aim_infra.decide import alert_thresholds, decide, replica_count
-from aim_infra.plan import PlanResult, load_stack_config, run_stack
-from aim_infra.recipes.catalogue import load_catalogue
-from aim_infra.recipes.errors import AimError
-from aim_infra.recipes.hardware import load_gpus
-from aim_infra.recipes.model_profile import load_model_catalogue
-from aim_infra.recipes.precision import PRECISION_WISHES
-from aim_infra.settings import SECRET_KEYS, parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.planning.catalogue import load_catalogue
+from aim_infra.planning.hardware import load_gpus
+from aim_infra.planning.model_profile import load_model_catalogue
+from aim_infra.planning.precision import PRECISION_WISHES
+from aim_infra.stack.decide import alert_thresholds, decide, replica_count
+from aim_infra.stack.plan import PlanResult, load_stack_config, run_stack
+from aim_infra.stack.settings import SECRET_KEYS, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "Pulumi.yaml").read_text(encoding="utf-8"))["config"]

@@ -16,15 +16,15 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from aim_infra.recipes.catalogue import RecipeCatalogue, check_recipe, load_catalogue_from
-from aim_infra.recipes.errors import AimError
-from aim_infra.recipes.generation import generate, generated_precision, load_generation_rules, tensor_parallel_options
-from aim_infra.recipes.hardware import load_gpus
-from aim_infra.recipes.model_profile import load_model_catalogue
-from aim_infra.recipes.paths import CATALOGUE_DIR
-from aim_infra.recipes.precision import KV_CACHE_DTYPES, PRECISIONS
-from aim_infra.recipes.recipe import STRUCTURAL_FLAGS, Recipe
-from aim_infra.recipes.vllm_rules import load_vllm_rules
+from aim_infra.common.errors import AimError
+from aim_infra.planning.catalogue import RecipeCatalogue, check_recipe, load_catalogue_from
+from aim_infra.planning.generation import generate, generated_precision, load_generation_rules, tensor_parallel_options
+from aim_infra.planning.hardware import load_gpus
+from aim_infra.planning.model_profile import load_model_catalogue
+from aim_infra.planning.paths import CATALOGUE_DIR
+from aim_infra.planning.precision import KV_CACHE_DTYPES, PRECISIONS
+from aim_infra.planning.recipe import STRUCTURAL_FLAGS, Recipe
+from aim_infra.planning.vllm_rules import load_vllm_rules
 
 GPUS = load_gpus()
 MODELS = load_model_catalogue()

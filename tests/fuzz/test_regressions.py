@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aim_infra.plan import load_stack_config, run_stack
-from aim_infra.recipes.catalogue import load_catalogue_from
-from aim_infra.recipes.errors import AimError
-from aim_infra.settings import parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.planning.catalogue import load_catalogue_from
+from aim_infra.stack.plan import load_stack_config, run_stack
+from aim_infra.stack.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,8 +106,8 @@ def test_a_yaml_file_nested_thirty_thousand_deep_does_not_crash_the_interpreter(
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from aim_infra.recipes.catalogue import load_catalogue_from
-        from aim_infra.recipes.errors import AimError
+        from aim_infra.planning.catalogue import load_catalogue_from
+        from aim_infra.common.errors import AimError
         try:
             load_catalogue_from(Path({str(tmp_path)!r}))
         except AimError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aim_infra.plan import PlanResult, run_stack
+from aim_infra.stack.plan import PlanResult, run_stack
 
 #: prod with its API behind a LoadBalancer restricted (by config) to a private network.
 PROD_LOAD_BALANCER = {"aim:serviceType": "LoadBalancer", "aim:apiAllowedCidrs": '["10.0.0.0/8"]'}

@@ -32,8 +32,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from aim_infra.components.kube import type_token
-from aim_infra.plan import Declared, PlanResult
+from aim_infra.stack.components.kube import type_token
+from aim_infra.stack.plan import Declared, PlanResult
 
 TEST_STACK_URN = "urn:pulumi:test::aim::"
 

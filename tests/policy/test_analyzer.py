@@ -20,7 +20,7 @@ from pulumi.runtime import proto
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from aim_infra.plan import Declared, PlanResult
+from aim_infra.stack.plan import Declared, PlanResult
 from tests.policy.support import check_plan, declared
 from tests.policy.test_rules import AIM_LABELS, container, workload
 from tests.policy.test_stacks import KNOWN_GAPS

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from aim_infra.plan import Declared, PlanResult
+from aim_infra.stack.plan import Declared, PlanResult
 from policy.aim_policies import (
     CONTAINER_LIMITS,
     GPU_REQUESTS,

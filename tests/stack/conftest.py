@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aim_infra.plan import PlanResult, run_stack
+from aim_infra.stack.plan import PlanResult, run_stack
 
 SECRET_TOKEN = "hf_TESTtokenVALUE_0123456789abcdef"
 SECRET_KEY = "sk-test-api-key-abcdef0123456789"

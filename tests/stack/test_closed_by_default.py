@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from aim_infra.components.api_proxy import DEFAULT_PROXY_IMAGE, proxy_config
-from aim_infra.components.model_download import job_suffix
-from aim_infra.plan import SECRET_OUTPUT, PlanResult, kubernetes_objects, run_stack
-from aim_infra.recipes.errors import AimError
-from aim_infra.settings import parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.stack.components.api_proxy import DEFAULT_PROXY_IMAGE, proxy_config
+from aim_infra.stack.components.model_download import job_suffix
+from aim_infra.stack.plan import SECRET_OUTPUT, PlanResult, kubernetes_objects, run_stack
+from aim_infra.stack.settings import parse_settings
 
 from .conftest import SECRET_KEY
 from .test_guardrails import VAP, admit, deployment_manifest, only, proxy
@@ -337,7 +337,7 @@ def test_the_download_is_a_job_the_deployment_waits_for(prod: PlanResult) -> Non
     assert pod["metadata"]["labels"]["aim.amd.com/model-cache"] == "aim-engine-model-cache"
     assert not {"app.kubernetes.io/name": "aim-engine"}.items() <= pod["metadata"]["labels"].items()
     [download] = pod["spec"]["containers"]
-    assert download["command"][:3] == ["python3", "-m", "aim_infra.download"]
+    assert download["command"][:3] == ["python3", "-m", "aim_infra.pod.download"]
     assert download["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},

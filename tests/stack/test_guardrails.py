@@ -12,10 +12,10 @@ import celpy
 import kubernetes_validate
 import pytest
 
-from aim_infra.components.guardrails import image_repository, policy_spec
-from aim_infra.plan import Declared, PlanResult, kubernetes_objects, run_stack
-from aim_infra.recipes.errors import AimError
-from aim_infra.settings import parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.stack.components.guardrails import image_repository, policy_spec
+from aim_infra.stack.plan import Declared, PlanResult, kubernetes_objects, run_stack
+from aim_infra.stack.settings import parse_settings
 
 from .test_manifests import KUBERNETES_VERSION
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aim_infra.plan import COMMAND_TYPE, Declared, PlanResult, creation_order, run_stack
-from tests.test_preflight import amd_smi_list, tool
+from aim_infra.stack.plan import COMMAND_TYPE, Declared, PlanResult, creation_order, run_stack
+from tests.pod.test_preflight import amd_smi_list, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = ["cluster-host-preflight", "cluster-containerd", "cluster-registry-mirror", "cluster-kubeadm"]
@@ -165,7 +165,7 @@ def test_cleanup_level_decides_what_destroy_removes(level: str) -> None:
         repository = built.inputs["imageName"]
         deployment = json.dumps(result.named("kubernetes:apps/v1:Deployment", "aim-engine-deployment").inputs)
         argv = shlex.split(deletes["aim-image-cleanup"].replace('"$AIM_PYTHON"', "python"))
-        assert argv[:3] == ["python", "-m", "aim_infra.image_cleanup"]
+        assert argv[:3] == ["python", "-m", "aim_infra.host.image_cleanup"]
         assert argv[argv.index("--image") + 1] == repository
         assert f"@{argv[argv.index('--digest') + 1]}" in deployment  # the digest the engine runs
         assert argv[argv.index("--registry-container") + 1] == "aim-registry"
@@ -213,7 +213,7 @@ def test_cleanup_without_bootstrap_never_touches_the_host() -> None:
     result = run_stack("dev", {"aim:clusterBootstrap": "none", "aim:cleanup": "all", "aim:smokeTest": "false"})
     deletes = " ".join(r.inputs.get("delete", "") for r in result.of_type(COMMAND_TYPE))
     assert "kubeadm" not in deletes and "host-preflight" not in deletes and "registry-mirror" not in deletes
-    assert "aim_infra.image_cleanup" in deletes
+    assert "aim_infra.host.image_cleanup" in deletes
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_gpu_gate_sits_between_the_device_plugin_and_the_engine(kubeadm: PlanRes
     gate = step(kubeadm, "gpu-ready-check")
     argv = shlex.split(gate.inputs["create"].replace('"$AIM_PYTHON"', "python"))
     recipe = kubeadm.outputs["recipe"]
-    assert argv[:3] == ["python", "-m", "aim_infra.gpu_ready"]
+    assert argv[:3] == ["python", "-m", "aim_infra.host.gpu_ready"]
     assert argv[argv.index("--gpu") + 1] == recipe["gpu"]
     assert int(argv[argv.index("--count") + 1]) == recipe["gpu_count"]
     assert {"addons-amd-gpu-plugin", "cluster-kubeadm"} <= dependency_names(kubeadm, gate)
@@ -240,7 +240,7 @@ def test_smoke_test_runs_after_the_engine_and_reruns_on_a_new_recipe_or_image(ku
     check = step(kubeadm, "smoke-test-check")
     assert {"aim-engine-deployment", "aim-engine-service"} <= dependency_names(kubeadm, check)
     argv = shlex.split(check.inputs["create"].replace('"$AIM_PYTHON"', "python"))
-    assert argv[:4] == ["python", "-m", "aim_infra.smoke", "--port-forward"]
+    assert argv[:4] == ["python", "-m", "aim_infra.host.smoke", "--port-forward"]
     assert argv[argv.index("--model") + 1] == "Qwen/Qwen3-8B"
     assert argv[argv.index("--namespace") + 1] == "aim" and argv[argv.index("--service") + 1] == "aim-engine"
     # No aim:apiKey in dev: the generated key, read from the engine's Secret when the check runs.

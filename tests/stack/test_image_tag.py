@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from aim_infra.components.image import DOCKERFILE, content_tag, copied_files
-from aim_infra.recipes.errors import AimError
+from aim_infra.common.errors import AimError
+from aim_infra.stack.components.image import DOCKERFILE, content_tag, copied_files
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_ARGS = {"BASE_IMAGE": "rocm/vllm:pinned"}
 #: The modules the pod runs: the entrypoint's preflight and the download Job's program.
-POD_ENTRY_MODULES = ("aim_infra.preflight", "aim_infra.download")
+POD_ENTRY_MODULES = ("aim_infra.pod.preflight", "aim_infra.pod.download")
 
 
 @pytest.fixture
@@ -62,8 +62,8 @@ def test_the_image_holds_every_module_the_pod_imports_and_no_pulumi_code() -> No
     copied = set(copied_files(ROOT))
     needed = imported_closure(ROOT, POD_ENTRY_MODULES)
     assert needed - copied == set(), "add these to the COPY lines of docker/Dockerfile and to .dockerignore"
-    assert "aim_infra/download.py" in needed and "aim_infra/recipes/hardware.py" in needed
-    assert not [name for name in copied if name.startswith("aim_infra/components/")]
+    assert "aim_infra/pod/download.py" in needed and "aim_infra/planning/hardware.py" in needed
+    assert not [name for name in copied if name.startswith("aim_infra/stack/components/")]
     assert "recipes/gpus.yaml" in copied and "docker/aim-entrypoint.sh" in copied
 
 
@@ -79,9 +79,9 @@ def test_dockerignore_admits_exactly_the_copied_files() -> None:
 def test_pulumi_side_code_and_unused_data_change_no_tag(context: Path) -> None:
     before = content_tag(context, BUILD_ARGS)
     assert before == content_tag(ROOT, BUILD_ARGS)  # the copy is faithful
-    engine = context / "aim_infra/components/engine.py"
+    engine = context / "aim_infra/stack/components/engine.py"
     engine.write_text(engine.read_text() + "\n# a Pulumi-only edit\n")
-    (context / "aim_infra/settings.py").write_text("# rewritten\n")
+    (context / "aim_infra/stack/settings.py").write_text("# rewritten\n")
     (context / "recipes/models.yaml").write_text("{}\n")  # read by the recipe engine, not by the pod
     (context / "aim_infra/new_module.py").write_text("x = 1\n")
     assert content_tag(context, BUILD_ARGS) == before
@@ -89,7 +89,7 @@ def test_pulumi_side_code_and_unused_data_change_no_tag(context: Path) -> None:
 
 @pytest.mark.parametrize(
     "edited",
-    ["aim_infra/download.py", "aim_infra/recipes/hardware.py", "recipes/gpus.yaml", "docker/aim-entrypoint.sh"],
+    ["aim_infra/pod/download.py", "aim_infra/planning/hardware.py", "recipes/gpus.yaml", "docker/aim-entrypoint.sh"],
 )
 def test_an_input_of_the_image_changes_the_tag(context: Path, edited: str) -> None:
     before = content_tag(context, BUILD_ARGS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from aim_infra.plan import PlanResult, kubernetes_objects, run_stack
+from aim_infra.stack.plan import PlanResult, kubernetes_objects, run_stack
 
 KUBERNETES_VERSION = "1.30"
 #: API groups whose schemas come from CRDs (kubernetes-validate has none for them).

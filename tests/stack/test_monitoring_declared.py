@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aim_infra.plan import Declared, PlanResult, run_stack
-from tests.monitoring.support import tool
+from aim_infra.stack.plan import Declared, PlanResult, run_stack
+from tests.planning.monitoring.support import tool
 
 SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"

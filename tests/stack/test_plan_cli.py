@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aim_infra.plan import load_stack_config
-from aim_infra.recipes.errors import AimError
-from aim_infra.settings import parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.stack.plan import load_stack_config
+from aim_infra.stack.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_PLANsecretTOKEN_42"

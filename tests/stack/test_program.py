@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aim_infra.plan import Declared, PlanResult, run_stack
+from aim_infra.stack.plan import Declared, PlanResult, run_stack
 
 from .conftest import SECRET_KEY, SECRET_TOKEN
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from aim_infra.plan import run_stack
+from aim_infra.stack.plan import run_stack
 
 BAD_CONFIG = [
     ({"aim:gpuCount": "many"}, "aim:gpuCount: 'many' is not allowed: expected auto or a whole number from 1 to 64"),

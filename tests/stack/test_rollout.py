@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from aim_infra.components.engine import (
+from aim_infra.stack.components.engine import (
     COMPILE_CACHE_MOUNT,
     POD_START_SLACK_SECONDS,
     cache_affinity,
 )
-from aim_infra.plan import Declared, PlanResult, run_stack
+from aim_infra.stack.plan import Declared, PlanResult, run_stack
 
 from .test_manifests import validate_all
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aim_infra.plan import run_stack
+from aim_infra.stack.plan import run_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from aim_infra.recipes.errors import AimError
-from aim_infra.settings import SECRET_KEYS, Settings, field_keys, parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.stack.settings import SECRET_KEYS, Settings, field_keys, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -234,7 +234,7 @@ def test_good_values_of_the_stricter_keys_are_kept(raw: dict[str, Any], field: s
 
 
 def test_quantity_bytes_reads_every_unit() -> None:
-    from aim_infra.settings import quantity_bytes
+    from aim_infra.stack.settings import quantity_bytes
 
     assert quantity_bytes("1Gi") == 2**30 and quantity_bytes("1.5Ti") == 3 * 2**39
     assert quantity_bytes("500G") == 500 * 10**9 and quantity_bytes("10") == 10 and quantity_bytes("0.5Ki") == 512

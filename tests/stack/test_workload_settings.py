@@ -14,10 +14,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aim_infra.plan import load_stack_config, run_stack
-from aim_infra.recipes.errors import AimError
-from aim_infra.recipes.workload import DEFAULT_CONCURRENCY, Workload
-from aim_infra.settings import Settings, parse_settings
+from aim_infra.common.errors import AimError
+from aim_infra.planning.workload import DEFAULT_CONCURRENCY, Workload
+from aim_infra.stack.plan import load_stack_config, run_stack
+from aim_infra.stack.settings import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = "inputTokens, outputTokens, concurrency, requestsPerSecond, ttftP95Ms, tpotP95Ms, gpuHourlyCost"

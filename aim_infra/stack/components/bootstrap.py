@@ -1,0 +1,116 @@
+"""ClusterBootstrap: make this host a single-node kubeadm cluster, one idempotent script per pulumi-command step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from aim_infra.stack.components.host import keep, local_command, script, stack_id
+
+
+@dataclass(frozen=True)
+class ClusterBootstrapArgs:
+    pod_cidr: str
+    kubeconfig_path: str
+    #: Port of the stack's local registry, mirrored into containerd as localhost:<port>; None without a registry.
+    registry_port: int | None
+    #: cleanup `all`: `pulumi destroy` resets the cluster (kubeadm reset) and removes the host settings files.
+    reset_on_destroy: bool = False
+    #: cleanup `registry` or `all`: `pulumi destroy` removes containerd's mirror entry for the registry.
+    remove_mirror_on_destroy: bool = False
+    #: local-path-provisioner's data directory when the stack installs it: the reset removes the volumes left there
+    #: that are this stack's (claims of `local_path_namespace`, with the marker the stack's provisioner writes).
+    local_path_dir: str | None = None
+    #: The namespace of the stack's own claims (the engine's): only their local-path volumes are removed.
+    local_path_namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.local_path_dir is None) != (self.local_path_namespace is None):
+            raise ValueError("ClusterBootstrapArgs: local_path_dir and local_path_namespace go together")
+
+
+class ClusterBootstrap(pulumi.ComponentResource):
+    """Host preflight → containerd for kubeadm → the local registry as containerd mirror → `kubeadm init`.
+
+    Each step is a `command.local.Command` whose create runs a script from `scripts/bootstrap/` (each is idempotent
+    and has a `--check` dry run), so a second `pulumi up` changes nothing and any change of inputs simply re-runs
+    it. No step has triggers: a replacement would run the old step's delete, and for `kubeadm init` that is a
+    cluster reset. What a delete does depends on `aim:cleanup`; below `all` it only reports what is kept.
+    Both kubeadm scripts get the stack's id: init records it in a marker on the host when it creates the cluster and
+    refuses a cluster without it; the reset removes only what a marker proves this stack created.
+    """
+
+    kubeconfig: pulumi.Output[str]
+    cluster: command.local.Command
+
+    def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aim:infra:ClusterBootstrap", name, None, opts)
+        stack = stack_id()
+
+        def step(
+            suffix: str, create: str, delete: str, after: list[pulumi.Resource], secret_outputs: list[str] | None = None
+        ) -> command.local.Command:
+            return local_command(
+                f"{name}-{suffix}", self, create=create, delete=delete, depends_on=after, secret_outputs=secret_outputs
+            )
+
+        preflight = step(
+            "host-preflight",
+            script("host-preflight.sh"),
+            script("host-preflight.sh", "--undo")
+            if args.reset_on_destroy
+            else keep("swap off, kernel modules and sysctls", "aim:cleanup all removes their files"),
+            [],
+        )
+        containerd = step(
+            "containerd",
+            script("containerd-config.sh"),
+            keep("the containerd config.toml (SystemdCgroup, registry config_path)", "other workloads may use it"),
+            [preflight],
+        )
+        last: pulumi.Resource = containerd
+        if args.registry_port is not None:
+            port = str(args.registry_port)
+            last = step(
+                "registry-mirror",
+                script("containerd-registry-mirror.sh", port),
+                script("containerd-registry-mirror.sh", "--remove", port)
+                if args.remove_mirror_on_destroy
+                else keep(f"containerd mirror for localhost:{port}", "aim:cleanup registry or all removes it"),
+                [containerd],
+            )
+        self.cluster = step(
+            "kubeadm",
+            script(
+                "kubeadm-init.sh",
+                "--stack",
+                stack,
+                "--pod-cidr",
+                args.pod_cidr,
+                "--kubeconfig",
+                args.kubeconfig_path,
+                "--single-node",
+            ),
+            script(
+                "kubeadm-reset.sh",
+                "--stack",
+                stack,
+                "--kubeconfig",
+                args.kubeconfig_path,
+                *(
+                    ["--local-path-dir", args.local_path_dir, "--local-path-namespace", args.local_path_namespace]
+                    if args.local_path_dir and args.local_path_namespace
+                    else []
+                ),
+            )
+            if args.reset_on_destroy
+            else keep("the kubeadm cluster", "aim:cleanup all resets it"),
+            [last],
+            # kubeadm prints a bootstrap join token; whatever reaches the outputs is kept encrypted in the state.
+            secret_outputs=["stdout", "stderr"],
+        )
+        # Known once the cluster step has run: the Kubernetes provider (and so every object) waits for it.
+        self.kubeconfig = self.cluster.id.apply(lambda _: args.kubeconfig_path)
+        self.register_outputs({"kubeconfig": self.kubeconfig})

@@ -1,0 +1,98 @@
+"""Monitoring: scrape vLLM with a ServiceMonitor, record `aim:` series and alerts, and ship the Grafana dashboards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from aim_infra.planning.monitoring.dashboards import DASHBOARDS, dashboard_json
+from aim_infra.planning.monitoring.rules import AlertThresholds, alert_group, estimate_group, recording_groups
+from aim_infra.stack.components.kube import KubernetesObject
+
+SCRAPE_INTERVAL = "15s"
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}  # what kube-prometheus-stack's Grafana sidecar loads
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    namespace: str  # the workload's
+    engine_name: str  # Deployment and Service name
+    selector_labels: dict[str, str]  # the engine Service's labels to select it by
+    monitoring_namespace: str
+    release_name: str  # kube-prometheus-stack's release (labelled on our objects for selectors that want it)
+    decision_summary: dict[str, Any]
+    replicas: int
+    startup_budget_seconds: int
+    thresholds: AlertThresholds
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Everything Prometheus and Grafana need to watch the engine; the Kubernetes provider comes through `opts`."""
+
+    service_monitor: KubernetesObject
+    rules: KubernetesObject
+    dashboards: dict[str, KubernetesObject]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aim:infra:Monitoring", name, None, opts)
+        # The CRDs come with the kube-prometheus-stack release: wait for it.
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        labels = {"app.kubernetes.io/part-of": "aim", "release": args.release_name}
+
+        self.service_monitor = KubernetesObject(
+            f"{name}-service-monitor",
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "ServiceMonitor",
+                "metadata": {"name": args.engine_name, "namespace": args.namespace, "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": dict(args.selector_labels)},
+                    "namespaceSelector": {"matchNames": [args.namespace]},
+                    # The operator adds namespace, pod, service and container labels: the rules join on them.
+                    # The API proxy's metrics-only listener (the `<engine>-metrics` ClusterIP Service).
+                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+                },
+            },
+            opts=child,
+        )
+        groups = [
+            *recording_groups(),
+            estimate_group(args.decision_summary, args.namespace, args.replicas),
+            alert_group(
+                namespace=args.namespace,
+                deployment=args.engine_name,
+                startup_budget_seconds=args.startup_budget_seconds,
+                thresholds=args.thresholds,
+            ),
+        ]
+        self.rules = KubernetesObject(
+            f"{name}-rules",
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "PrometheusRule",
+                "metadata": {"name": args.engine_name, "namespace": args.namespace, "labels": labels},
+                "spec": {"groups": groups},
+            },
+            opts=child,
+        )
+        self.dashboards = {}
+        for file_name in sorted(DASHBOARDS):
+            stem = file_name.removesuffix(".json")
+            self.dashboards[file_name] = KubernetesObject(
+                f"{name}-dashboard-{stem}",
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": f"{stem}-dashboard",
+                        "namespace": args.monitoring_namespace,
+                        "labels": {**labels, **DASHBOARD_LABEL},
+                    },
+                    "data": {file_name: dashboard_json(file_name)},
+                },
+                opts=child,
+            )
+        self.register_outputs({"dashboards": sorted(DASHBOARDS), "rule_groups": [g["name"] for g in groups]})
