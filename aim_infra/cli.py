@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_select(args: argparse.Namespace) -> int:
     from aim_infra.planning.explain import explain_decision
     from aim_infra.planning.hardware import load_gpus
-    from aim_infra.planning.model_sources import resolve_model
+    from aim_infra.stack.model_sources import resolve_model
     from aim_infra.planning.selection import Selector
 
     gpu = load_gpus().get(args.gpu)
@@ -145,7 +145,7 @@ def run_select(args: argparse.Namespace) -> int:
 def run_estimate(args: argparse.Namespace) -> int:
     from aim_infra.planning.hardware import load_gpus
     from aim_infra.planning.layout_estimate import LayoutRequest, describe_estimate, evaluate_layout
-    from aim_infra.planning.model_sources import resolve_model
+    from aim_infra.stack.model_sources import resolve_model
 
     workload = workload_from_args(args)
     assert workload is not None  # argparse requires the lengths and one load

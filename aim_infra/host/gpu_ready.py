@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PREFIX} {error}", file=sys.stderr)
         return 2
 
-    from aim_infra.stack.cluster import list_nodes
+    from aim_infra.common.kube_api import list_nodes
 
     def say(line: str) -> None:
         print(line, flush=True)

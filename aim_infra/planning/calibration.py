@@ -208,6 +208,8 @@ def _with(data: PerformanceData, family: str, base: dict[str, float], overrides:
     return data.model_copy(update={"gpu_families": families, "model_families": model_families})
 
 
+# Long: the objective closes over the packing of constants (names, bounds, overrides); split, those six values would
+# travel through every helper.
 def fit_constants(
     train: Sequence[Measurement],
     priors: Priors,
@@ -439,27 +441,30 @@ def report(directory: Path = MEASUREMENTS_DIR, data: PerformanceData | None = No
         f"training data widen both ×{bands.uncalibrated_widening}.",
     ]
     for name, rows in results.items():
-        lines += [
-            "",
-            f"## {name}",
-            "",
-            "| point | GPUs × TP | in / out | load | metric | measured | estimated | ratio | engine |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            m = r.measurement
-            load = (
-                f"{m.request_rate:g} req/s"
-                if m.mode == "online_rate"
-                else f"{m.mode} c{m.concurrency}"
-                if m.concurrency
-                else f"{m.mode} (saturated)"
-            )
-            unit = "tok/s" if m.metric == "output_throughput" else "ms"
-            estimated = "—" if r.problem else f"{r.estimated:,.1f}"
-            ratio = f"not replayed: {r.problem}" if r.problem else f"{r.ratio:.2f}"
-            lines.append(
-                f"| [{m.id}]({m.source}) | {m.gpu_count} × {m.gpu} TP{m.tp} | {m.isl} / {m.osl} | {load} | "
-                f"{m.metric} ({unit}) | {m.value_in_base_unit:,.1f} | {estimated} | {ratio} | {m.engine_version} |"
-            )
+        lines += ["", f"## {name}", "", *_points_table(rows)]
     return "\n".join(lines) + "\n"
+
+
+def _points_table(rows: Sequence[PointResult]) -> list[str]:
+    """One split's points: measured beside estimated, each linked to its source."""
+    lines = [
+        "| point | GPUs × TP | in / out | load | metric | measured | estimated | ratio | engine |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r.measurement
+        load = (
+            f"{m.request_rate:g} req/s"
+            if m.mode == "online_rate"
+            else f"{m.mode} c{m.concurrency}"
+            if m.concurrency
+            else f"{m.mode} (saturated)"
+        )
+        unit = "tok/s" if m.metric == "output_throughput" else "ms"
+        estimated = "—" if r.problem else f"{r.estimated:,.1f}"
+        ratio = f"not replayed: {r.problem}" if r.problem else f"{r.ratio:.2f}"
+        lines.append(
+            f"| [{m.id}]({m.source}) | {m.gpu_count} × {m.gpu} TP{m.tp} | {m.isl} / {m.osl} | {load} | "
+            f"{m.metric} ({unit}) | {m.value_in_base_unit:,.1f} | {estimated} | {ratio} | {m.engine_version} |"
+        )
+    return lines

@@ -220,6 +220,8 @@ def _layer_is_moe(cfg: _Config, layers: int) -> list[bool]:
     ]
 
 
+# Long: one config.json key (or family of aliases) per line, in the order of the architecture; splitting it would
+# scatter the aliases of one model family.
 def _read_shape(cfg: _Config) -> _Shape:
     layers = cfg.require("num_hidden_layers")
     hidden = cfg.require("hidden_size")

@@ -276,6 +276,7 @@ def decode_step_line(model: ReplicaModel, workload: Workload) -> tuple[float, fl
     return (one - slope) * 1e3, slope * 1e3
 
 
+# Long: half of it is the one PerformanceEstimate(...) call naming every field a user sees.
 def estimate_performance(
     profile: ModelProfile,
     gpu: GpuSpec,
@@ -306,41 +307,15 @@ def estimate_performance(
     for key, value in values.items():
         band = band_t if key == "output_tokens_per_s" else band_l
         ranges[key] = (_round(value * band.low / widen), _round(value * band.high * widen))
-    violations = []
-    if workload.ttft_p95_ms is not None and values["ttft_p95_ms"] > workload.ttft_p95_ms:
-        violations.append(f"TTFT p95 ~{values['ttft_p95_ms']:,.0f} ms > {workload.ttft_p95_ms:g} ms")
-    if workload.tpot_p95_ms is not None and values["tpot_p95_ms"] > workload.tpot_p95_ms:
-        violations.append(f"TPOT p95 ~{values['tpot_p95_ms']:,.1f} ms > {workload.tpot_p95_ms:g} ms")
     saturation = saturation_throughput(model, workload) * replicas
-    if workload.requests_per_second is not None:
-        # An open loop only has a steady state below capacity; the simulated minute cannot show a queue that grows
-        # for ever, so compare with the saturated rate, keeping SUSTAINABLE_SHARE of it as headroom.
-        sustainable = saturation * SUSTAINABLE_SHARE / workload.output_tokens
-        if workload.requests_per_second > sustainable:
-            violations.append(
-                f"sustains ~{sustainable:.3g} req/s at most (90 % of the saturated rate) < "
-                f"{workload.requests_per_second:g} req/s offered"
-            )
+    violations = slo_violations(workload, values, saturation)
     gpus = replicas * layout.gpu_count
     cost = None
     if workload.gpu_hourly_cost is not None and values["output_tokens_per_s"] > 0:
         cost = _round(gpus * workload.gpu_hourly_cost / (values["output_tokens_per_s"] * 3600) * 1e6)
     base_ms, slope_ms = decode_step_line(model, workload)
     compute = data.compute_format(layout.precision, profile.quant_method, gpu.arch)
-    calibration = {
-        "version": data.calibration.version,
-        "vllm_versions": data.calibration.vllm_versions,
-        "fitted_on": data.calibration.fitted_on,
-        "gpu_family": gpu.family,
-        "calibrated": family.calibrated,
-        "throughput_band": [band_t.low / widen, band_t.high * widen],
-        "latency_band": [band_l.low / widen, band_l.high * widen],
-    }
-    if not family.calibrated:
-        calibration["note"] = (
-            f"no measurement on {gpu.family} was fitted: constants of {family.borrowed_from}, band widened "
-            f"×{widen:g} (an assumption)"
-        )
+    calibration = calibration_summary(data, gpu)
     return PerformanceEstimate(
         workload=workload,
         gpu=gpu.name,
@@ -374,6 +349,47 @@ def estimate_performance(
         cost_per_million_output_tokens=cost,
         slo_violations=tuple(violations),
     )
+
+
+def slo_violations(workload: Workload, values: dict[str, float], saturation: float) -> list[str]:
+    """What the estimate misses of the workload's SLO and offered rate, one phrase each (empty: it meets them)."""
+    violations = []
+    if workload.ttft_p95_ms is not None and values["ttft_p95_ms"] > workload.ttft_p95_ms:
+        violations.append(f"TTFT p95 ~{values['ttft_p95_ms']:,.0f} ms > {workload.ttft_p95_ms:g} ms")
+    if workload.tpot_p95_ms is not None and values["tpot_p95_ms"] > workload.tpot_p95_ms:
+        violations.append(f"TPOT p95 ~{values['tpot_p95_ms']:,.1f} ms > {workload.tpot_p95_ms:g} ms")
+    if workload.requests_per_second is not None:
+        # An open loop only has a steady state below capacity; the simulated minute cannot show a queue that grows
+        # for ever, so compare with the saturated rate, keeping SUSTAINABLE_SHARE of it as headroom.
+        sustainable = saturation * SUSTAINABLE_SHARE / workload.output_tokens
+        if workload.requests_per_second > sustainable:
+            violations.append(
+                f"sustains ~{sustainable:.3g} req/s at most (90 % of the saturated rate) < "
+                f"{workload.requests_per_second:g} req/s offered"
+            )
+    return violations
+
+
+def calibration_summary(data: PerformanceData, gpu: GpuSpec) -> dict[str, Any]:
+    """What the estimate was calibrated on, and its bands: printed with every figure so the range can be judged."""
+    family = data.gpu_families[gpu.family]  # type: ignore[index]
+    widen = 1.0 if family.calibrated else data.bands.uncalibrated_widening
+    band_t, band_l = data.bands.throughput, data.bands.latency
+    calibration: dict[str, Any] = {
+        "version": data.calibration.version,
+        "vllm_versions": data.calibration.vllm_versions,
+        "fitted_on": data.calibration.fitted_on,
+        "gpu_family": gpu.family,
+        "calibrated": family.calibrated,
+        "throughput_band": [band_t.low / widen, band_t.high * widen],
+        "latency_band": [band_l.low / widen, band_l.high * widen],
+    }
+    if not family.calibrated:
+        calibration["note"] = (
+            f"no measurement on {gpu.family} was fitted: constants of {family.borrowed_from}, band widened "
+            f"×{widen:g} (an assumption)"
+        )
+    return calibration
 
 
 def _round(value: float) -> float:

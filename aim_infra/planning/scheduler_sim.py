@@ -73,18 +73,21 @@ def simulate(
     """Run `load` through one engine whose step time is `step.seconds(...)`."""
     if max_running < 1 or token_budget < 1:
         raise ValueError("max_running and token_budget must be at least 1")
-    prompt, output = load.input_tokens, load.output_tokens
-    cap = max(1, min(max_running, token_budget))
-    times: list[RequestTimes] = []
-    waiting: deque[int] = deque()
-    pending: list[float] = []  # future arrival times, ascending (open loop) — closed loop appends as clients finish
-    submitted = 0
+    engine = _Engine(step, load, cap=max(1, min(max_running, token_budget)), token_budget=token_budget)
+    for _ in range(max_events):
+        if not engine.advance():
+            return engine.result()
+    raise RuntimeError("simulation did not converge")  # a bug guard, never expected
 
+
+def _arrival_times(load: Load) -> list[float]:
+    """The first arrivals, latest first (pop() gives the earliest): every Poisson arrival of an open loop, or each
+    client's first request of a closed loop (later ones are appended as clients finish)."""
+    pending: list[float] = []
     if load.clients is not None:
         first = min(load.clients, load.requests)
         # Started together, fixed-length requests stay in lockstep for ever; real clients do not.
         pending.extend(load.stagger * i / first for i in range(first))
-        pending.reverse()
     else:
         rng = random.Random(load.seed)
         rate = float(load.rate or 1.0)
@@ -92,112 +95,132 @@ def simulate(
         for _ in range(load.requests):
             pending.append(clock)
             clock += rng.expovariate(rate)
-        pending.reverse()  # pop() from the end = the earliest
+    pending.reverse()
+    return pending
 
-    prefilling: list[_Prefilling] = []
-    # Heap of (step at which the request has its last token, index, step at which it started decoding).
-    decoding: list[tuple[int, int, int]] = []
-    # Context of the decoding set: Σ (prompt + 1 + steps since its first token) = context_base + n × step.
-    context_base = 0
-    now = 0.0
-    step_no = 0
-    steps = 0
-    events = 0
-    peak = 0
 
-    def arrive_until(limit: float) -> None:
-        nonlocal submitted
-        while pending and pending[-1] <= limit:
-            times.append(RequestTimes(arrival=pending.pop()))
-            waiting.append(len(times) - 1)
-            submitted += 1
+class _Engine:
+    """The scheduler's state between events; `advance()` takes one event (a decode jump or a mixed step)."""
 
-    def finish(index: int, at: float) -> None:
-        nonlocal submitted
-        times[index].finish = at
-        if load.clients is not None and submitted < load.requests:
-            times.append(RequestTimes(arrival=at))
-            waiting.append(len(times) - 1)
-            submitted += 1
+    def __init__(self, step: StepTime, load: Load, cap: int, token_budget: int) -> None:
+        self.step, self.load, self.cap, self.token_budget = step, load, cap, token_budget
+        self.prompt, self.output = load.input_tokens, load.output_tokens
+        self.times: list[RequestTimes] = []
+        self.waiting: deque[int] = deque()
+        self.pending = _arrival_times(load)  # future arrival times, latest first
+        self.submitted = 0
+        self.prefilling: list[_Prefilling] = []
+        # Heap of (step at which the request has its last token, index, step at which it started decoding).
+        self.decoding: list[tuple[int, int, int]] = []
+        # Context of the decoding set: Σ (prompt + 1 + steps since its first token) = context_base + n × step.
+        self.context_base = 0
+        self.now = 0.0
+        self.step_no = 0
+        self.steps = 0
+        self.peak = 0
 
-    while True:
-        events += 1
-        if events > max_events:
-            raise RuntimeError("simulation did not converge")  # a bug guard, never expected
-        arrive_until(now)
-        running = len(decoding) + len(prefilling)
-        if not decoding and not prefilling and not waiting:
-            if not pending:
-                break
-            now = pending[-1]
-            continue
-        n = len(decoding)
-        context = context_base + n * step_no
-        admissible = bool(waiting) and running < cap
-        if not prefilling and not admissible:
-            # Pure decode: jump to the next finish, or to the next arrival if it could be admitted.
-            last = decoding[0][0]
-            k = max(1, last - step_no)
-            first_step = step.seconds(n, 0, context)
-            if pending and running < cap:
-                until_arrival = pending[-1] - now
-                k = max(1, min(k, math.ceil(until_arrival / first_step) if first_step > 0 else k))
-            last_step = step.seconds(n, 0, context + n * (k - 1))
-            duration = k * (first_step + last_step) / 2  # step time grows linearly with the context
-            now += duration
-            step_no += k
-            steps += k
-            peak = max(peak, running)
-            while decoding and decoding[0][0] <= step_no:
-                _, index, entered = heapq.heappop(decoding)
-                context_base -= prompt + 1 - entered
-                finish(index, now)
-            continue
-        # A mixed step: decodes, then prompt chunks within the budget.
-        budget = token_budget - n
+    def advance(self) -> bool:
+        """One event; False once every request has finished."""
+        self.arrive_until(self.now)
+        running = len(self.decoding) + len(self.prefilling)
+        if not self.decoding and not self.prefilling and not self.waiting:
+            if not self.pending:
+                return False
+            self.now = self.pending[-1]
+            return True
+        admissible = bool(self.waiting) and running < self.cap
+        if not self.prefilling and not admissible:
+            self.decode_jump(running)
+        else:
+            self.mixed_step()
+        return True
+
+    def arrive_until(self, limit: float) -> None:
+        while self.pending and self.pending[-1] <= limit:
+            self.times.append(RequestTimes(arrival=self.pending.pop()))
+            self.waiting.append(len(self.times) - 1)
+            self.submitted += 1
+
+    def finish(self, index: int, at: float) -> None:
+        self.times[index].finish = at
+        if self.load.clients is not None and self.submitted < self.load.requests:
+            self.times.append(RequestTimes(arrival=at))
+            self.waiting.append(len(self.times) - 1)
+            self.submitted += 1
+
+    def finish_decodes(self) -> None:
+        """Retire the requests whose last token came with the current step."""
+        while self.decoding and self.decoding[0][0] <= self.step_no:
+            _, index, entered = heapq.heappop(self.decoding)
+            self.context_base -= self.prompt + 1 - entered
+            self.finish(index, self.now)
+
+    def decode_jump(self, running: int) -> None:
+        """Pure decode: jump to the next finish, or to the next arrival if it could be admitted."""
+        n = len(self.decoding)
+        context = self.context_base + n * self.step_no
+        k = max(1, self.decoding[0][0] - self.step_no)
+        first_step = self.step.seconds(n, 0, context)
+        if self.pending and running < self.cap:
+            until_arrival = self.pending[-1] - self.now
+            k = max(1, min(k, math.ceil(until_arrival / first_step) if first_step > 0 else k))
+        last_step = self.step.seconds(n, 0, context + n * (k - 1))
+        self.now += k * (first_step + last_step) / 2  # step time grows linearly with the context
+        self.step_no += k
+        self.steps += k
+        self.peak = max(self.peak, running)
+        self.finish_decodes()
+
+    def mixed_step(self) -> None:
+        """A step of decodes, then prompt chunks within the budget: older prompts first, then admitted requests."""
+        n = len(self.decoding)
+        context = self.context_base + n * self.step_no
+        budget = self.token_budget - n
         chunks: list[tuple[_Prefilling, int]] = []
         prefill_attention = 0.0
-        for item in prefilling:
+        for item in self.prefilling:
             if budget <= 0:
                 break
-            take = min(budget, prompt - item.done)
+            take = min(budget, self.prompt - item.done)
             chunks.append((item, take))
             prefill_attention += take * (item.done + take / 2)
             budget -= take
-        while budget > 0 and waiting and len(decoding) + len(prefilling) < cap:
-            item = _Prefilling(waiting.popleft())
-            prefilling.append(item)
-            take = min(budget, prompt)
+        while budget > 0 and self.waiting and len(self.decoding) + len(self.prefilling) < self.cap:
+            item = _Prefilling(self.waiting.popleft())
+            self.prefilling.append(item)
+            take = min(budget, self.prompt)
             chunks.append((item, take))
             prefill_attention += take * take / 2
             budget -= take
         tokens = sum(take for _, take in chunks)
-        duration = step.seconds(n, tokens, context, prefill_attention)
-        now += duration
-        step_no += 1
-        steps += 1
-        peak = max(peak, len(decoding) + len(prefilling))
+        self.now += self.step.seconds(n, tokens, context, prefill_attention)
+        self.step_no += 1
+        self.steps += 1
+        self.peak = max(self.peak, len(self.decoding) + len(self.prefilling))
         for item, take in chunks:
             item.done += take
-        for item in [p for p in prefilling if p.done >= prompt]:
-            prefilling.remove(item)
-            times[item.index].first_token = now
-            if output <= 1:
-                finish(item.index, now)
+        self.start_decoding([p for p in self.prefilling if p.done >= self.prompt])
+        self.finish_decodes()
+
+    def start_decoding(self, prefilled: list[_Prefilling]) -> None:
+        """Requests whose prompt is done have their first token now and start decoding (or finish, for 1 token)."""
+        for item in prefilled:
+            self.prefilling.remove(item)
+            self.times[item.index].first_token = self.now
+            if self.output <= 1:
+                self.finish(item.index, self.now)
                 continue
             # It enters decoding with prompt + 1 tokens of context; it has its last token after output − 1 steps.
-            heapq.heappush(decoding, (step_no + output - 1, item.index, step_no))
-            context_base += prompt + 1 - step_no
-        while decoding and decoding[0][0] <= step_no:
-            _, index, entered = heapq.heappop(decoding)
-            context_base -= prompt + 1 - entered
-            finish(index, now)
-    started = min((t.arrival for t in times), default=0.0)
-    return SimulationResult(
-        requests=times,
-        output_tokens=output,
-        started=started,
-        ended=now,
-        steps=steps,
-        peak_running=peak,
-    )
+            heapq.heappush(self.decoding, (self.step_no + self.output - 1, item.index, self.step_no))
+            self.context_base += self.prompt + 1 - self.step_no
+
+    def result(self) -> SimulationResult:
+        started = min((t.arrival for t in self.times), default=0.0)
+        return SimulationResult(
+            requests=self.times,
+            output_tokens=self.output,
+            started=started,
+            ended=self.now,
+            steps=self.steps,
+            peak_running=self.peak,
+        )

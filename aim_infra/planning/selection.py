@@ -334,6 +334,8 @@ class Selector:
         return variants, None
 
     # --- the public entry point ---------------------------------------------------------------------------------
+    # Long: the decision in the order a reader checks it (validate, evaluate the catalogue, a forced recipe, the
+    # generated fallback, choose, explain); each step is a method already.
     def select(
         self,
         profile: ModelProfile,

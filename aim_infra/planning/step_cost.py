@@ -64,6 +64,8 @@ class StepCost:
         return self.fixed_s + sequences * self.per_sequence_s + memory + compute + attention + comm + hops
 
 
+# Long: the step-time formula derived in one place, one physical term per paragraph; split, its terms would lose the
+# shared per-GPU quantities they are built from.
 def step_cost(
     profile: ModelProfile,
     gpu: GpuSpec,

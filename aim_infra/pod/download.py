@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aim_infra.pod.hub_digest import digest_kind, file_digest, is_digest, published_digest
-from aim_infra.pod.hub_support import causes, first_line, hub_offline
+from aim_infra.common.hub_support import causes, first_line, hub_offline
 
 #: The marker a finished download leaves in the model directory (JSON, see DownloadMarker).
 MARKER_NAME = ".aim-download-complete"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aim_infra.common.errors import AimError
 from aim_infra.planning.detect import choose_gpu
 from aim_infra.planning.hardware import GpuSpec, load_gpus
-from aim_infra.planning.model_sources import resolve_model
+from aim_infra.stack.model_sources import resolve_model
 from aim_infra.planning.monitoring.rules import AlertThresholds, default_thresholds
 from aim_infra.planning.revision import is_commit
 from aim_infra.planning.selection import Decision, Selector

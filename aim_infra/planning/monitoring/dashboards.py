@@ -300,22 +300,25 @@ def _gpu(metric: str) -> str:
     return f"({relabelled} * on (namespace, pod) group_left (recipe) {_recipe(names.POD_RECIPE_INFO)})"
 
 
-def _recipe_panels() -> list[Json]:
-    by_ns = "{{namespace}}"
+BY_NAMESPACE = "{{namespace}}"
+
+
+def _recipe_capacity_panels() -> list[Json]:
+    """What the recipe holds and what the decision estimated for it."""
     return [
         row("Recipe $recipe", repeat="recipe"),
         stat(
             "GPUs in use",
             f"amd.com/gpu requested by the recipe's running pods ({names.GPUS_IN_USE}), per namespace.",
             COUNT,
-            [Query(f"sum by (namespace) ({_recipe(names.GPUS_IN_USE)})", by_ns)],
+            [Query(f"sum by (namespace) ({_recipe(names.GPUS_IN_USE)})", BY_NAMESPACE)],
             decimals=0,
         ),
         stat(
             "Replicas",
             f"Replicas of the recipe's deployment ({names.RECIPE_REPLICAS}).",
             COUNT,
-            [Query(f"sum by (namespace) ({_recipe(names.RECIPE_REPLICAS)})", by_ns)],
+            [Query(f"sum by (namespace) ({_recipe(names.RECIPE_REPLICAS)})", BY_NAMESPACE)],
             decimals=0,
         ),
         stat(
@@ -326,9 +329,9 @@ def _recipe_panels() -> list[Json]:
             f" {names.ESTIMATE_INFO}.",
             TOKENS_PER_SECOND,
             [
-                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW)})", f"low · {by_ns}"),
-                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS)})", f"estimate · {by_ns}"),
-                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH)})", f"high · {by_ns}"),
+                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW)})", f"low · {BY_NAMESPACE}"),
+                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS)})", f"estimate · {BY_NAMESPACE}"),
+                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH)})", f"high · {BY_NAMESPACE}"),
             ],
         ),
         stat(
@@ -336,9 +339,15 @@ def _recipe_panels() -> list[Json]:
             "How many sequences one replica runs at once at most, as the decision estimated from --max-num-seqs,"
             f" the token budget and the KV cache at the workload's lengths ({names.ESTIMATE_MAX_RUNNING}).",
             COUNT,
-            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_MAX_RUNNING)})", by_ns)],
+            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_MAX_RUNNING)})", BY_NAMESPACE)],
             decimals=0,
         ),
+    ]
+
+
+def _recipe_throughput_panels() -> list[Json]:
+    """Measured throughput beside the estimate range."""
+    return [
         timeseries(
             "Generation throughput: measured vs estimate (calibrated range)",
             f"Tokens generated per second by all replicas ({names.GENERATION_TOKENS_RATE}) beside the recipe"
@@ -349,20 +358,20 @@ def _recipe_panels() -> list[Json]:
             " AimThroughputBelowEstimate alert fires when measured stays below aim:alertThroughputFraction of it.",
             TOKENS_PER_SECOND,
             [
-                Query(_recipe(names.GENERATION_TOKENS_RATE), f"measured · {by_ns}"),
+                Query(_recipe(names.GENERATION_TOKENS_RATE), f"measured · {BY_NAMESPACE}"),
                 Query(
                     _recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW),
-                    f"estimate (calibrated range) low, at the workload · {by_ns}",
+                    f"estimate (calibrated range) low, at the workload · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
                     _recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH),
-                    f"estimate (calibrated range) high, at the workload · {by_ns}",
+                    f"estimate (calibrated range) high, at the workload · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
                     f"avg_over_time({_recipe(names.ESTIMATE_AT_LOAD_LOW)}[5m])",
-                    f"estimate (calibrated range) low, at the observed load · {by_ns}",
+                    f"estimate (calibrated range) low, at the observed load · {BY_NAMESPACE}",
                     dashed=True,
                 ),
             ],
@@ -372,9 +381,15 @@ def _recipe_panels() -> list[Json]:
             "Prompt throughput",
             f"Prompt tokens processed (prefilled) per second by all replicas ({names.PROMPT_TOKENS_RATE}).",
             TOKENS_PER_SECOND,
-            [Query(_recipe(names.PROMPT_TOKENS_RATE), by_ns)],
+            [Query(_recipe(names.PROMPT_TOKENS_RATE), BY_NAMESPACE)],
             minimum=0,
         ),
+    ]
+
+
+def _recipe_latency_panels() -> list[Json]:
+    """TTFT and ITL percentiles beside the estimate range."""
+    return [
         timeseries(
             "TTFT p50 / p95 vs estimate p95 (calibrated range)",
             f"Time to first token, median and 95th percentile ({names.TTFT_P50}, {names.TTFT_P95}), beside the"
@@ -383,14 +398,16 @@ def _recipe_panels() -> list[Json]:
             " it with the queue panel, and expect the band only under the workload's load.",
             SECONDS,
             [
-                Query(_recipe(names.TTFT_P50), f"p50 · {by_ns}"),
-                Query(_recipe(names.TTFT_P95), f"p95 · {by_ns}"),
+                Query(_recipe(names.TTFT_P50), f"p50 · {BY_NAMESPACE}"),
+                Query(_recipe(names.TTFT_P95), f"p95 · {BY_NAMESPACE}"),
                 Query(
-                    _recipe(names.ESTIMATE_TTFT_P95_LOW), f"estimate (calibrated range) p95 low · {by_ns}", dashed=True
+                    _recipe(names.ESTIMATE_TTFT_P95_LOW),
+                    f"estimate (calibrated range) p95 low · {BY_NAMESPACE}",
+                    dashed=True,
                 ),
                 Query(
                     _recipe(names.ESTIMATE_TTFT_P95_HIGH),
-                    f"estimate (calibrated range) p95 high · {by_ns}",
+                    f"estimate (calibrated range) p95 high · {BY_NAMESPACE}",
                     dashed=True,
                 ),
             ],
@@ -405,29 +422,35 @@ def _recipe_panels() -> list[Json]:
             " band as the level to expect under the workload's load, not as an exact bound.",
             SECONDS,
             [
-                Query(_recipe(names.ITL_P50), f"p50 · {by_ns}"),
-                Query(_recipe(names.ITL_P95), f"p95 · {by_ns}"),
+                Query(_recipe(names.ITL_P50), f"p50 · {BY_NAMESPACE}"),
+                Query(_recipe(names.ITL_P95), f"p95 · {BY_NAMESPACE}"),
                 Query(
                     _recipe(names.ESTIMATE_TPOT_P95_LOW),
-                    f"estimate (calibrated range) TPOT p95 low · {by_ns}",
+                    f"estimate (calibrated range) TPOT p95 low · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
                     _recipe(names.ESTIMATE_TPOT_P95_HIGH),
-                    f"estimate (calibrated range) TPOT p95 high · {by_ns}",
+                    f"estimate (calibrated range) TPOT p95 high · {BY_NAMESPACE}",
                     dashed=True,
                 ),
             ],
             minimum=0,
         ),
+    ]
+
+
+def _recipe_load_panels() -> list[Json]:
+    """Queue, KV cache, request rate, errors, preemptions and end-to-end latency."""
+    return [
         timeseries(
             "Queue: waiting and running requests",
             f"Requests waiting for a slot ({names.REQUESTS_WAITING}) and being served ({names.REQUESTS_RUNNING}),"
             " summed over replicas. A waiting count that stays above zero means the recipe is saturated.",
             COUNT,
             [
-                Query(_recipe(names.REQUESTS_WAITING), f"waiting · {by_ns}"),
-                Query(_recipe(names.REQUESTS_RUNNING), f"running · {by_ns}"),
+                Query(_recipe(names.REQUESTS_WAITING), f"waiting · {BY_NAMESPACE}"),
+                Query(_recipe(names.REQUESTS_RUNNING), f"running · {BY_NAMESPACE}"),
             ],
             minimum=0,
         ),
@@ -436,7 +459,7 @@ def _recipe_panels() -> list[Json]:
             f"Share of the KV cache in use on the fullest replica ({names.KV_CACHE_USAGE}, 0-1). Near 100 % new"
             " requests wait and running ones get preempted.",
             RATIO,
-            [Query(_recipe(names.KV_CACHE_USAGE), by_ns)],
+            [Query(_recipe(names.KV_CACHE_USAGE), BY_NAMESPACE)],
             minimum=0,
             maximum=1,
         ),
@@ -444,7 +467,7 @@ def _recipe_panels() -> list[Json]:
             "Request rate",
             f"Finished requests per second, all replicas ({names.REQUESTS_RATE}).",
             REQUESTS_PER_SECOND,
-            [Query(_recipe(names.REQUESTS_RATE), by_ns)],
+            [Query(_recipe(names.REQUESTS_RATE), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
@@ -452,7 +475,7 @@ def _recipe_panels() -> list[Json]:
             "HTTP error ratio",
             f"Share of API responses with a 5xx status ({names.HTTP_ERROR_RATIO}).",
             RATIO,
-            [Query(_recipe(names.HTTP_ERROR_RATIO), by_ns)],
+            [Query(_recipe(names.HTTP_ERROR_RATIO), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
@@ -461,7 +484,7 @@ def _recipe_panels() -> list[Json]:
             f"Sequences preempted per second for lack of KV cache ({names.PREEMPTIONS_RATE}); above zero the"
             " recipe needs more KV cache room or fewer concurrent sequences.",
             EVENTS_PER_SECOND,
-            [Query(_recipe(names.PREEMPTIONS_RATE), by_ns)],
+            [Query(_recipe(names.PREEMPTIONS_RATE), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
@@ -469,10 +492,16 @@ def _recipe_panels() -> list[Json]:
             "End-to-end latency p95",
             f"95th percentile of the whole request's latency ({names.E2E_P95}).",
             SECONDS,
-            [Query(_recipe(names.E2E_P95), by_ns)],
+            [Query(_recipe(names.E2E_P95), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
+    ]
+
+
+def _recipe_gpu_panels() -> list[Json]:
+    """GPU utilisation and memory of the recipe pods (device-metrics-exporter)."""
+    return [
         timeseries(
             "GPU utilisation",
             f"Graphics-engine activity ({names.GPU_GFX_ACTIVITY}, 0-100 %) averaged over the GPUs of each pod of"
@@ -490,11 +519,22 @@ def _recipe_panels() -> list[Json]:
             + DEVICE_EXPORTER_NOTE,
             MEBIBYTES,
             [
-                Query(f"sum by (namespace) {_gpu(names.GPU_USED_VRAM)}", f"used · {by_ns}"),
-                Query(f"sum by (namespace) {_gpu(names.GPU_TOTAL_VRAM)}", f"total · {by_ns}", dashed=True),
+                Query(f"sum by (namespace) {_gpu(names.GPU_USED_VRAM)}", f"used · {BY_NAMESPACE}"),
+                Query(f"sum by (namespace) {_gpu(names.GPU_TOTAL_VRAM)}", f"total · {BY_NAMESPACE}", dashed=True),
             ],
             minimum=0,
         ),
+    ]
+
+
+def _recipe_panels() -> list[Json]:
+    """The recipe performance dashboard, one repeated row per recipe: capacity, throughput, latency, load, GPUs."""
+    return [
+        *_recipe_capacity_panels(),
+        *_recipe_throughput_panels(),
+        *_recipe_latency_panels(),
+        *_recipe_load_panels(),
+        *_recipe_gpu_panels(),
     ]
 
 
@@ -546,8 +586,11 @@ def _latency(histogram: str, quantiles: Sequence[float], *, mean: bool = False, 
     return queries
 
 
-def _vllm_panels() -> list[Json]:
-    model = "{{model_name}}"
+BY_MODEL_NAME = "{{model_name}}"
+
+
+def _vllm_headline_panels() -> list[Json]:
+    """Running and waiting requests, generation rate and the fullest KV cache."""
     return [
         stat(
             "Requests running",
@@ -575,6 +618,12 @@ def _vllm_panels() -> list[Json]:
             RATIO,
             [Query(f"max({_vllm('vllm:kv_cache_usage_perc')})", "KV cache")],
         ),
+    ]
+
+
+def _vllm_latency_panels() -> list[Json]:
+    """Latency row: end to end, TTFT, ITL, queue, prefill and decode."""
+    return [
         row("Latency"),
         timeseries(
             "E2E request latency",
@@ -620,6 +669,12 @@ def _vllm_panels() -> list[Json]:
             width=24,
             minimum=0,
         ),
+    ]
+
+
+def _vllm_throughput_panels() -> list[Json]:
+    """Throughput and scheduler row."""
+    return [
         row("Throughput and scheduler"),
         timeseries(
             "Token throughput",
@@ -627,8 +682,8 @@ def _vllm_panels() -> list[Json]:
             " vllm:generation_tokens_total).",
             TOKENS_PER_SECOND,
             [
-                Query(_rate("vllm:prompt_tokens_total"), f"prompt · {model}"),
-                Query(_rate("vllm:generation_tokens_total"), f"generation · {model}"),
+                Query(_rate("vllm:prompt_tokens_total"), f"prompt · {BY_MODEL_NAME}"),
+                Query(_rate("vllm:generation_tokens_total"), f"generation · {BY_MODEL_NAME}"),
             ],
             minimum=0,
         ),
@@ -638,8 +693,8 @@ def _vllm_panels() -> list[Json]:
             " (vllm:num_requests_waiting).",
             COUNT,
             [
-                Query(f"sum by ({BY_MODEL}) ({_vllm('vllm:num_requests_running')})", f"running · {model}"),
-                Query(f"sum by ({BY_MODEL}) ({_vllm('vllm:num_requests_waiting')})", f"waiting · {model}"),
+                Query(f"sum by ({BY_MODEL}) ({_vllm('vllm:num_requests_running')})", f"running · {BY_MODEL_NAME}"),
+                Query(f"sum by ({BY_MODEL}) ({_vllm('vllm:num_requests_waiting')})", f"waiting · {BY_MODEL_NAME}"),
             ],
             minimum=0,
         ),
@@ -656,9 +711,15 @@ def _vllm_panels() -> list[Json]:
             "Preemptions",
             "Sequences preempted per second because the KV cache ran out (rate of vllm:num_preemptions_total).",
             EVENTS_PER_SECOND,
-            [Query(_rate("vllm:num_preemptions_total"), model)],
+            [Query(_rate("vllm:num_preemptions_total"), BY_MODEL_NAME)],
             minimum=0,
         ),
+    ]
+
+
+def _vllm_cache_panels() -> list[Json]:
+    """Caches row: KV cache usage and prefix cache hit rate."""
+    return [
         row("Caches"),
         timeseries(
             "KV cache usage",
@@ -673,10 +734,21 @@ def _vllm_panels() -> list[Json]:
             "Share of prompt tokens served from the prefix cache: rate of vllm:prefix_cache_hits_total over rate of"
             " vllm:prefix_cache_queries_total.",
             RATIO,
-            [Query(f"{_rate('vllm:prefix_cache_hits_total')} / {_rate('vllm:prefix_cache_queries_total')}", model)],
+            [
+                Query(
+                    f"{_rate('vllm:prefix_cache_hits_total')} / {_rate('vllm:prefix_cache_queries_total')}",
+                    BY_MODEL_NAME,
+                )
+            ],
             minimum=0,
             maximum=1,
         ),
+    ]
+
+
+def _vllm_request_shape_panels() -> list[Json]:
+    """Request shapes row: prompt and generation length distributions."""
+    return [
         row("Request shapes"),
         heatmap(
             "Prompt length distribution",
@@ -692,6 +764,17 @@ def _vllm_panels() -> list[Json]:
             REQUESTS_PER_SECOND,
             f"sum by (le) (rate({_vllm('vllm:request_generation_tokens_bucket')}{RATE}))",
         ),
+    ]
+
+
+def _vllm_panels() -> list[Json]:
+    """The vLLM serving dashboard: headline stats, then rows for latency, throughput, caches and request shapes."""
+    return [
+        *_vllm_headline_panels(),
+        *_vllm_latency_panels(),
+        *_vllm_throughput_panels(),
+        *_vllm_cache_panels(),
+        *_vllm_request_shape_panels(),
     ]
 
 

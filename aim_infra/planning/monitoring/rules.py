@@ -320,6 +320,24 @@ def _pct(value: float) -> str:
     return f"{value * 100:g}%"
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """The selectors and texts every alert of one engine Deployment shares."""
+
+    ns: str
+    budget: int
+    thresholds: AlertThresholds
+    in_ns: str
+    pods: str
+    by_pod: str
+    recipe: str
+    initialized: str
+    starting: str
+    available: str
+    wanted: str
+    where_dep: str
+
+
 def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int, thresholds: AlertThresholds) -> Group:
     """Alerts for the engine `deployment` in `namespace` (its pods are `<deployment>-<hash>-<id>`), with the
     start-up budget of its decision (engine.startup_budget_seconds) and the recipe's thresholds."""
@@ -328,7 +346,6 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
     budget = int(startup_budget_seconds)
     if budget <= 0:
         raise ValueError(f"startup budget {startup_budget_seconds}: expected seconds > 0")
-    t = thresholds
     in_ns = f'namespace="{ns}"'
     pods = f'{in_ns}, pod=~"{dep}-[a-z0-9]+-[a-z0-9]+"'
     by_pod = "namespace, pod"
@@ -350,105 +367,137 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
     wanted = f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{deployment_sel}}})"
     where_dep = f"{_label('namespace')}/{_label('deployment')}"
 
-    alerts = [
+    scope = _Scope(
+        ns=ns,
+        budget=budget,
+        thresholds=thresholds,
+        in_ns=in_ns,
+        pods=pods,
+        by_pod=by_pod,
+        recipe=recipe,
+        initialized=initialized,
+        starting=starting,
+        available=available,
+        wanted=wanted,
+        where_dep=where_dep,
+    )
+    alerts = [*_availability_alerts(scope), *_serving_alerts(scope), *_gpu_alerts(scope)]
+    return {"name": f"aim.alerts.{ns}", "rules": alerts}
+
+
+def _availability_alerts(s: _Scope) -> list[Rule]:
+    """Down, not ready, too slow to load, restarting: is the engine serving at all?"""
+    return [
         _alert(
             "AimEngineDown",
-            f"({available} == 0)\nunless on (namespace)\n  {starting}",
+            f"({s.available} == 0)\nunless on (namespace)\n  {s.starting}",
             "5m",
             "critical",
             "The AIM engine has no available replica: its OpenAI API is down.",
-            f"Deployment {where_dep} has had no available replica for 5 minutes, and no replica is loading the "
-            f"model within its {budget} s start-up budget.",
+            f"Deployment {s.where_dep} has had no available replica for 5 minutes, and no replica is loading the "
+            f"model within its {s.budget} s start-up budget.",
         ),
         _alert(
             "AimEngineNotReady",
-            f"({available} < {wanted})\nunless on (namespace)\n  {starting}",
+            f"({s.available} < {s.wanted})\nunless on (namespace)\n  {s.starting}",
             "10m",
             "warning",
             "The AIM engine runs fewer available replicas than it should.",
-            f"Deployment {where_dep} has had only {_printf('%.0f')} available replica(s), fewer than its spec, for "
+            f"Deployment {s.where_dep} has had only {_printf('%.0f')} available replica(s), fewer than its spec, for "
             "10 minutes, with none of the missing ones starting up.",
         ),
         _alert(
             "AimModelLoadTooSlow",
-            f"((time() - {initialized}) > {budget})\n"
-            f'and on ({by_pod}) (max by ({by_pod}) (max_over_time(kube_pod_status_ready{{{pods}, condition="true"}}'
-            f"[{budget}s])) == 0)",
+            f"((time() - {s.initialized}) > {s.budget})\n"
+            f"and on ({s.by_pod}) (max by ({s.by_pod}) "
+            f'(max_over_time(kube_pod_status_ready{{{s.pods}, condition="true"}}[{s.budget}s])) == 0)',
             "2m",
             "warning",
             "An AIM engine pod is taking longer than its start-up budget to become Ready.",
             f"Pod {_label('namespace')}/{_label('pod')} has not been Ready for {_printf('%.0f')} s since its init "
-            f"containers finished; the start-up budget (weights load plus engine start) is {budget} s.",
+            f"containers finished; the start-up budget (weights load plus engine start) is {s.budget} s.",
         ),
         _alert(
             "AimEngineRestarting",
-            f"max by ({by_pod}, container) (increase(kube_pod_container_status_restarts_total"
-            f'{{{pods}, container="{ENGINE_CONTAINER}"}}[15m])) > 0',
+            f"max by ({s.by_pod}, container) (increase(kube_pod_container_status_restarts_total"
+            f'{{{s.pods}, container="{ENGINE_CONTAINER}"}}[15m])) > 0',
             None,
             "warning",
             "The vLLM container of an AIM engine pod restarted.",
             f"Container {_label('container')} of pod {_label('namespace')}/{_label('pod')} restarted "
             f"{_printf('%.0f')} time(s) in the last 15 minutes.",
         ),
+    ]
+
+
+def _serving_alerts(s: _Scope) -> list[Rule]:
+    """Queueing, KV cache, latency, throughput against the estimate, preemptions: is it serving well?"""
+    return [
         _alert(
             "AimQueueDepthHigh",
-            f"{names.REQUESTS_WAITING}{{{in_ns}}} > {t.queue_depth}",
+            f"{names.REQUESTS_WAITING}{{{s.in_ns}}} > {s.thresholds.queue_depth}",
             "5m",
             "warning",
             "Requests are queueing in front of the AIM engine.",
-            f"{_printf('%.0f')} requests have been waiting for a batch slot of recipe {recipe} for 5 minutes "
-            f"(threshold {t.queue_depth}).",
+            f"{_printf('%.0f')} requests have been waiting for a batch slot of recipe {s.recipe} for 5 minutes "
+            f"(threshold {s.thresholds.queue_depth}).",
         ),
         _alert(
             "AimKvCacheNearlyFull",
-            f"{names.KV_CACHE_USAGE}{{{in_ns}}} > {_number(t.kv_cache_usage)}",
+            f"{names.KV_CACHE_USAGE}{{{s.in_ns}}} > {_number(s.thresholds.kv_cache_usage)}",
             "10m",
             "warning",
             "The KV cache of an AIM engine replica is nearly full.",
-            f"The fullest replica of recipe {recipe} has used {PERCENT_VALUE} of its KV cache for 10 minutes "
-            f"(threshold {_pct(t.kv_cache_usage)}): new requests wait and running ones get preempted.",
+            f"The fullest replica of recipe {s.recipe} has used {PERCENT_VALUE} of its KV cache for 10 minutes "
+            f"(threshold {_pct(s.thresholds.kv_cache_usage)}): new requests wait and running ones get preempted.",
         ),
         _alert(
             "AimTimeToFirstTokenHigh",
-            f"{names.TTFT_P95}{{{in_ns}}} > {_number(t.ttft_p95_seconds)}",
+            f"{names.TTFT_P95}{{{s.in_ns}}} > {_number(s.thresholds.ttft_p95_seconds)}",
             "10m",
             "warning",
             "Time to first token of the AIM engine is above its target.",
-            f"p95 time to first token of recipe {recipe} has been {_printf('%.2f')} s for 10 minutes "
-            f"(threshold {_number(t.ttft_p95_seconds)} s).",
+            f"p95 time to first token of recipe {s.recipe} has been {_printf('%.2f')} s for 10 minutes "
+            f"(threshold {_number(s.thresholds.ttft_p95_seconds)} s).",
         ),
         _alert(
             "AimThroughputBelowEstimate",
-            _throughput_expr(in_ns, t.throughput_fraction),
+            _throughput_expr(s.in_ns, s.thresholds.throughput_fraction),
             "15m",
             "warning",
             "The AIM engine generates fewer tokens than the low end of its recipe's estimate at the load it runs.",
-            f"Recipe {recipe} has generated {_printf('%.0f')} tokens/s for 15 minutes while serving requests, less "
-            f"than {_pct(t.throughput_fraction)} of the low end of its calibrated estimate at the load it ran "
-            f"({names.ESTIMATE_AT_LOAD_LOW}, averaged over {RATE_WINDOW}).",
+            f"Recipe {s.recipe} has generated {_printf('%.0f')} tokens/s for 15 minutes while serving requests, less "
+            f"than {_pct(s.thresholds.throughput_fraction)} of the low end of its calibrated estimate at the load it "
+            f"ran ({names.ESTIMATE_AT_LOAD_LOW}, averaged over {RATE_WINDOW}).",
         ),
         _alert(
             "AimPreempting",
-            f"{names.PREEMPTIONS_RATE}{{{in_ns}}} > 0",
+            f"{names.PREEMPTIONS_RATE}{{{s.in_ns}}} > 0",
             "15m",
             "warning",
             "vLLM keeps preempting requests of the AIM engine.",
-            f"Recipe {recipe} has preempted {_printf('%.2f')} requests/s for 15 minutes: the KV cache is too small "
+            f"Recipe {s.recipe} has preempted {_printf('%.2f')} requests/s for 15 minutes: the KV cache is too small "
             "for this load, and preempted requests are recomputed.",
         ),
+    ]
+
+
+def _gpu_alerts(s: _Scope) -> list[Rule]:
+    """GPU memory and lost GPUs (device-metrics-exporter and node capacity)."""
+    return [
         _alert(
             "AimGpuMemoryNearlyFull",
-            _gpu_memory_expr(ns, pods, t.gpu_memory_usage),
+            _gpu_memory_expr(s.ns, s.pods, s.thresholds.gpu_memory_usage),
             "10m",
             "warning",
             "A GPU of the AIM engine is nearly out of memory.",
             f"GPU {_label('gpu_id')} on {_label('hostname')}, held by pod {_label('namespace')}/{_label('pod')}, has "
-            f"{PERCENT_VALUE} of its VRAM in use for 10 minutes (threshold {_pct(t.gpu_memory_usage)}; vLLM "
+            f"{PERCENT_VALUE} of its VRAM in use for 10 minutes (threshold {_pct(s.thresholds.gpu_memory_usage)}; vLLM "
             "reserves 90% by design).",
         ),
         _alert(
             "AimGpuLost",
-            _gpu_lost_expr(pods),
+            _gpu_lost_expr(s.pods),
             "5m",
             "critical",
             "A node running the AIM engine lost a GPU.",
@@ -456,7 +505,6 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
             "amd.com/gpu fewer than it has (capacity above allocatable) or than an hour ago.",
         ),
     ]
-    return {"name": f"aim.alerts.{ns}", "rules": alerts}
 
 
 def _throughput_expr(in_ns: str, fraction: float) -> str:

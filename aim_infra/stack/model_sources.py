@@ -7,13 +7,14 @@ import math
 import os
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aim_infra.common.errors import AimError
+from aim_infra.common.hub_support import causes, first_line, hub_offline
 from aim_infra.planning.model_config import WeightTotals, estimate_parameters, profile_from_config
 from aim_infra.planning.model_profile import ModelCatalogue, ModelProfile, load_model_catalogue
-from aim_infra.pod.hub_support import causes, first_line, hub_offline
 
 __all__ = [
     "WeightTotals",
@@ -188,16 +189,65 @@ def read_local_model(path: Path) -> ModelProfile:
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What was asked of the Hub, for the error lines: the model, revision, endpoint and which fixes to suggest."""
+
+    model_id: str
+    revision: str | None
+    endpoint: str
+    offline: bool
+    local: bool
+
+    @property
+    def model(self) -> str:
+        return f"model {self.model_id!r}"
+
+    @property
+    def repo_url(self) -> str:
+        return f"{self.endpoint}/{self.model_id}"
+
+    @property
+    def local_hint(self) -> str:
+        return (
+            "or pass a local model directory"
+            if self.local
+            else "or use a bundled model (`python -m aim_infra recipes`)"
+        )
+
+    @property
+    def has_token(self) -> bool:
+        return bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"))
+
+
 def _hub_error(
     error: BaseException, model_id: str, revision: str | None, endpoint: str, offline: bool, local: bool = True
 ) -> AimError:
     """One actionable line for whatever huggingface_hub raised. `local`: the caller accepts a local model directory
     (the CLI does; aim:model takes Hub ids only, so the stack's lines never suggest one)."""
-    import httpx2
+    asked = _Asked(model_id, revision, endpoint, offline, local)
+    found = _repo_error(error, asked)
+    if found is not None:
+        return found
+    for cause in causes(error):
+        found = _transport_error(cause, asked)
+        if found is not None:
+            return found
+    if isinstance(error, PermissionError):
+        return AimError(
+            f"{asked.model}: cannot write the Hugging Face cache ({first_line(error)}): "
+            "set HF_HOME to a writable folder"
+        )
+    return AimError(
+        f"{asked.model}: fetching config.json from {endpoint} failed ({type(error).__name__}: "
+        f"{first_line(error)}); {asked.local_hint}"
+    )
+
+
+def _repo_error(error: BaseException, asked: _Asked) -> AimError | None:
+    """The Hub answered about the repo itself: gated, no such revision or repo, no config.json, a bad id, offline."""
     from huggingface_hub.errors import (
-        FileMetadataError,
         GatedRepoError,
-        HfHubHTTPError,
         HFValidationError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
@@ -206,82 +256,79 @@ def _hub_error(
         RevisionNotFoundError,
     )
 
-    model = f"model {model_id!r}"
-    rev = revision or "main"
-    repo_url = f"{endpoint}/{model_id}"
-    local_hint = (
-        "or pass a local model directory" if local else "or use a bundled model (`python -m aim_infra recipes`)"
-    )
-    has_token = bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"))
+    model, endpoint, local_hint = asked.model, asked.endpoint, asked.local_hint
     if isinstance(error, GatedRepoError):
-        if has_token:
+        if asked.has_token:
             return AimError(
-                f"{model} is a gated repo and the account of HF_TOKEN has no access: accept the licence at {repo_url} "
-                "with that account (or set HF_TOKEN to a token that has access)"
+                f"{model} is a gated repo and the account of HF_TOKEN has no access: accept the licence at "
+                f"{asked.repo_url} with that account (or set HF_TOKEN to a token that has access)"
             )
         return AimError(
-            f"{model} is a gated repo: accept its licence at {repo_url} and set HF_TOKEN to a token of that account"
+            f"{model} is a gated repo: accept its licence at {asked.repo_url} and set HF_TOKEN to a token of that "
+            "account"
         )
     if isinstance(error, RevisionNotFoundError):
         return AimError(
-            f"{model}: revision {rev!r} not found on {endpoint}: check the revision (branch, tag or commit) or omit it"
+            f"{model}: revision {asked.revision or 'main'!r} not found on {endpoint}: check the revision (branch, tag "
+            "or commit) or omit it"
         )
     if isinstance(error, RepositoryNotFoundError):
-        private = "" if has_token else " (a private repo also needs HF_TOKEN)"
+        private = "" if asked.has_token else " (a private repo also needs HF_TOKEN)"
         return AimError(f"{model} not found on {endpoint}: check the model id{private} {local_hint}")
     if isinstance(error, RemoteEntryNotFoundError):
         return AimError(
-            f"{model} has no config.json on {endpoint} (revision {rev}): it is not a Transformers-format model; "
-            f"use its Transformers variant, {local_hint}"
+            f"{model} has no config.json on {endpoint} (revision {asked.revision or 'main'}): it is not a "
+            f"Transformers-format model; use its Transformers variant, {local_hint}"
         )
     if isinstance(error, HFValidationError):
         return AimError(
             f"{model} is not a local directory, not in the bundled catalogue and not a valid Hub repo id "
             "('org/name'): check the spelling or the path"
         )
-    if offline and isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+    if asked.offline and isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         return AimError(
             f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
-            f"{'pass a local model directory, ' if local else ''}use a bundled model, or unset HF_HUB_OFFLINE"
+            f"{'pass a local model directory, ' if asked.local else ''}use a bundled model, or unset HF_HUB_OFFLINE"
         )
-    for cause in causes(error):
-        if isinstance(cause, HfHubHTTPError) and cause.response is not None:
-            status = cause.response.status_code
-            if status == 401:
-                fix = "set HF_TOKEN to a valid token, or unset it" if has_token else "set HF_TOKEN"
-                return AimError(f"{model}: {endpoint} refused the request (HTTP 401 unauthorised): {fix}")
-            if status >= 500:
-                return AimError(
-                    f"{model}: the Hub at {endpoint} answered HTTP {status} and config.json is not cached: "
-                    f"retry later, {local_hint}"
-                )
+    return None
+
+
+def _transport_error(cause: BaseException, asked: _Asked) -> AimError | None:
+    """One cause in the chain was the network, a proxy, an HTTP status or an endpoint that is no Hub."""
+    import httpx2
+    from huggingface_hub.errors import FileMetadataError, HfHubHTTPError, OfflineModeIsEnabled
+
+    model, endpoint, local_hint = asked.model, asked.endpoint, asked.local_hint
+    if isinstance(cause, HfHubHTTPError) and cause.response is not None:
+        status = cause.response.status_code
+        if status == 401:
+            fix = "set HF_TOKEN to a valid token, or unset it" if asked.has_token else "set HF_TOKEN"
+            return AimError(f"{model}: {endpoint} refused the request (HTTP 401 unauthorised): {fix}")
+        if status >= 500:
             return AimError(
-                f"{model}: the Hub at {endpoint} answered HTTP {status} ({first_line(cause)}): "
-                f"check the model id and HF_TOKEN, {local_hint}"
+                f"{model}: the Hub at {endpoint} answered HTTP {status} and config.json is not cached: "
+                f"retry later, {local_hint}"
             )
-        if isinstance(cause, (httpx2.ProxyError,)):
-            return AimError(
-                f"{model}: the proxy refused the connection to {endpoint} ({first_line(cause)}): "
-                f"check HTTPS_PROXY/NO_PROXY, {local_hint}"
-            )
-        if isinstance(cause, (httpx2.TransportError, httpx2.InvalidURL, OfflineModeIsEnabled, ConnectionError)):
-            return AimError(
-                f"{model}: cannot reach the Hugging Face Hub at {endpoint} ({first_line(cause)}) and config.json is "
-                f"not cached: check the network, the proxy and HF_ENDPOINT, {local_hint}"
-            )
-        if isinstance(cause, FileMetadataError):
-            return AimError(
-                f"{model}: {endpoint} does not answer like a Hugging Face Hub (no X-Repo-Commit/ETag headers): "
-                f"check HF_ENDPOINT and any proxy, {local_hint}"
-            )
-    if isinstance(error, PermissionError):
         return AimError(
-            f"{model}: cannot write the Hugging Face cache ({first_line(error)}): set HF_HOME to a writable folder"
+            f"{model}: the Hub at {endpoint} answered HTTP {status} ({first_line(cause)}): "
+            f"check the model id and HF_TOKEN, {local_hint}"
         )
-    return AimError(
-        f"{model}: fetching config.json from {endpoint} failed ({type(error).__name__}: "
-        f"{first_line(error)}); {local_hint}"
-    )
+    if isinstance(cause, (httpx2.ProxyError,)):
+        return AimError(
+            f"{model}: the proxy refused the connection to {endpoint} ({first_line(cause)}): "
+            f"check HTTPS_PROXY/NO_PROXY, {local_hint}"
+        )
+    if isinstance(cause, (httpx2.TransportError, httpx2.InvalidURL, OfflineModeIsEnabled, ConnectionError)):
+        return AimError(
+            f"{model}: cannot reach the Hugging Face Hub at {endpoint} ({first_line(cause)}) and config.json is "
+            f"not cached: check the network, the proxy and HF_ENDPOINT, {local_hint}"
+        )
+    if isinstance(cause, FileMetadataError):
+        return AimError(
+            f"{model}: {endpoint} does not answer like a Hugging Face Hub (no X-Repo-Commit/ETag headers): "
+            f"check HF_ENDPOINT and any proxy, {local_hint}"
+        )
+    return None
 
 
 def _repo_totals(metadata: Any) -> WeightTotals:

@@ -14,7 +14,7 @@ from safetensors.numpy import save, save_file
 
 from aim_infra.common.errors import AimError
 from aim_infra.planning.model_profile import ModelCatalogue, ModelProfile, load_model_catalogue
-from aim_infra.planning.model_sources import (
+from aim_infra.stack.model_sources import (
     WeightTotals,
     estimate_parameters,
     fetch_hub_profile,
