@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aim_infra.planning.fit import Layout
 from aim_infra.planning.hardware import GpuSpec
 from aim_infra.planning.model_profile import ModelProfile
@@ -29,7 +31,7 @@ def layout_of(recipe: Recipe, gpu: GpuSpec, rules: VllmRules, max_model_len: int
     )
 
 
-def flag_problem(args: dict[str, object], env: dict[str, str], rules: VllmRules) -> str | None:
+def flag_problem(args: Mapping[str, object], env: Mapping[str, str], rules: VllmRules) -> str | None:
     """A removed flag, removed variable or never-valid value, named with its replacement."""
     for flag, value in args.items():
         removed = rules.removed_flag(flag)

@@ -72,7 +72,7 @@ def capacity_rows(decision: Decision) -> tuple[tuple[str, ...], list[tuple[objec
     def number(value: float | None, fmt: str) -> str:
         return "" if value is None else format(value, fmt)
 
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             c.recipe_id,
             c.status,
@@ -89,7 +89,7 @@ def capacity_rows(decision: Decision) -> tuple[tuple[str, ...], list[tuple[objec
         )
         for c in decision.candidates
     ]
-    headers = (
+    headers: tuple[str, ...] = (
         "CANDIDATE",
         "STATUS",
         "KIND",

@@ -337,11 +337,11 @@ def _local_attention(cfg: _Config, layers: int) -> LocalAttention | None:
     if isinstance(layer_types, list) and layer_types:
         kinds = [str(kind) for kind in layer_types[:layers]]
         if kinds.count("chunked_attention"):
-            chunk = cfg.require("attention_chunk_size")
-            return LocalAttention(kind="chunked", window=chunk, layers=kinds.count("chunked_attention"))
+            size = cfg.require("attention_chunk_size")
+            return LocalAttention(kind="chunked", window=size, layers=kinds.count("chunked_attention"))
         if kinds.count("sliding_attention"):
-            window = cfg.require("sliding_window")
-            return LocalAttention(kind="sliding", window=window, layers=kinds.count("sliding_attention"))
+            size = cfg.require("sliding_window")
+            return LocalAttention(kind="sliding", window=size, layers=kinds.count("sliding_attention"))
         return None
     chunk = cfg.integer("attention_chunk_size")
     if chunk:

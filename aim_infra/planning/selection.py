@@ -577,7 +577,7 @@ class Selector:
         options = [profile.checkpoint_precision]
         if profile.checkpoint_precision in HALF:
             options += [p for p in ON_THE_FLY if p in gpu.weight_precisions]
-        found = []
+        found: list[tuple[str, int]] = []
         for option in options:
             count = self.minimum_gpus(profile, gpu, option, max_model_len)
             if count is not None:
