@@ -7,19 +7,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from aim_infra.cli_workload import add_workload_flags, workload_from_args
+from aim_infra.common.cli import OneLineParser, UsageError
 from aim_infra.common.errors import AimError
 from aim_infra.planning.precision import KV_CACHE_DTYPES, PRECISION_WISHES
 from aim_infra.planning.revision import revision_problem
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit 2) instead of the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def positive_int(text: str) -> int:
@@ -45,10 +38,23 @@ def out_directory(text: str) -> Path:
     return Path(text)
 
 
+#: What `add_subparsers` returns (argparse names its class privately; the annotation is all that uses the name).
+Subcommands = argparse._SubParsersAction
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m aim_infra", description="AIM Engine: vLLM recipes for AMD Instinct GPUs.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_select(commands)
+    _add_estimate(commands)
+    _add_recipes(commands)
+    _add_plan(commands)
+    _add_gpus(commands)
+    _add_calibrate(commands)
+    return parser
 
+
+def _add_select(commands: Subcommands) -> None:
     select = commands.add_parser("select", help="choose the serving recipe for a model on a GPU type and explain why")
     select.add_argument("--model", required=True, help="Hugging Face id, bundled catalogue id, or a local model dir")
     select.add_argument(
@@ -63,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_flags(select, required=False)
     select.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
+
+def _add_estimate(commands: Subcommands) -> None:
     estimate = commands.add_parser(
         "estimate", help="estimate exactly one layout at one workload (replicas = GPUs / (TP × PP)), without choosing"
     )
@@ -80,11 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_flags(estimate, required=True)
     estimate.add_argument("--json", action="store_true", help="print one JSON object")
 
+
+def _add_recipes(commands: Subcommands) -> None:
     recipes = commands.add_parser("recipes", help="list the recipe catalogue")
     recipes.add_argument("--model", default=None, help="filter: model id contains this")
     recipes.add_argument("--gpu", default=None, help="filter: GPU type")
     recipes.add_argument("--json", action="store_true")
 
+
+def _add_plan(commands: Subcommands) -> None:
     plan = commands.add_parser("plan", help="run the Pulumi program offline under mocks and show what it declares")
     plan.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     plan.add_argument(
@@ -98,9 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(its files are replaced); never the project directory",
     )
 
+
+def _add_gpus(commands: Subcommands) -> None:
     gpus = commands.add_parser("gpus", help="list the GPU catalogue")
     gpus.add_argument("--json", action="store_true")
 
+
+def _add_calibrate(commands: Subcommands) -> None:
     calibrate = commands.add_parser("calibrate", help="feed aim:benchmark results to the performance model")
     calibrate_mode = calibrate.add_mutually_exclusive_group(required=True)  # one mode per run
     calibrate_mode.add_argument(
@@ -114,14 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--out", type=Path, default=None, help="--add: write here, not measurements/local/")
     calibrate.add_argument("--force", action="store_true", help="--add: overwrite an existing file")
-    return parser
 
 
 def run_select(args: argparse.Namespace) -> int:
     from aim_infra.planning.explain import explain_decision
     from aim_infra.planning.hardware import load_gpus
-    from aim_infra.stack.model_sources import resolve_model
     from aim_infra.planning.selection import Selector
+    from aim_infra.stack.model_sources import resolve_model
 
     gpu = load_gpus().get(args.gpu)
     profile = resolve_model(args.model, args.revision)
@@ -232,7 +247,12 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        # argparse's own form, one line instead of the usage block: `PROG: error: MESSAGE` and SystemExit(2).
+        print(f"{error.prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         return COMMANDS[args.command](args)
     except AimError as error:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aim_infra.common.cli import UsageError
+from aim_infra.common.contract import API_PORT
+from aim_infra.common.errors import AimError
 from aim_infra.host.transport import describe_transport_error
 
 REQUEST_TIMEOUT_CAP = 120.0  # one /v1 request (a cold engine's first chat can take a while)
@@ -36,11 +38,11 @@ FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 SECRET_REF = re.compile(r"[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+")
 
 
-class AccessFailure(Exception):
+class AccessFailure(AimError):
     """The engine could not be reached or answered wrongly: the message is the one line to print."""
 
 
-class TransportError(Exception):
+class TransportError(AimError):
     """No HTTP status came back: connection refused, reset, time-out, DNS, TLS."""
 
 
@@ -69,7 +71,7 @@ class Settings:
     deployment: str
     port_forward: bool = False
     service: str = ""
-    service_port: int = 8000
+    service_port: int = API_PORT
     context: str = ""
     kubectl: str = "kubectl"
     api_key_secret: str = ""
@@ -103,7 +105,9 @@ def add_access_flags(parser: argparse.ArgumentParser, *, timeout: float) -> None
     parser.add_argument("--namespace", default="aim", help="the engine's namespace (default aim)")
     parser.add_argument("--deployment", default="aim-engine", help="Deployment name, for the kubectl hint")
     parser.add_argument("--service", default="", help="Service to port-forward to (default: --deployment)")
-    parser.add_argument("--service-port", type=int, default=8000, help="the Service's API port (default 8000)")
+    parser.add_argument(
+        "--service-port", type=int, default=API_PORT, help="the Service's API port (default %(default)s)"
+    )
     parser.add_argument("--context", default="", help="kubeconfig context for kubectl (default: the current one)")
     parser.add_argument("--kubectl", default="kubectl", help="the kubectl program (default: kubectl on PATH)")
 
@@ -358,12 +362,3 @@ def check_models(settings: Settings) -> Reply:
             f"`pulumi config set aim:model {settings.model}` and `pulumi up`"
         )
     return reply
-
-
-def one_line(message: str, *secrets: str) -> str:
-    """`message` on one line with every secret replaced by ***."""
-    line = " ".join(message.split())
-    for secret in secrets:
-        if secret:
-            line = line.replace(secret, "***")
-    return line

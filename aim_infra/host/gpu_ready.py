@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aim_infra.common.cli import OneLineParser, UsageError
+from aim_infra.common.cli import OneLineParser, UsageError, run_program
 from aim_infra.common.errors import AimError
 
 PREFIX = "aim gpu-ready:"
@@ -127,6 +127,7 @@ def wait(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Wait for the GPUs; 0 with the `ready:` line on stdout, 1 (2 for bad arguments) with one line on stderr."""
     parser = OneLineParser(prog="python -m aim_infra.host.gpu_ready", add_help=True)
     parser.add_argument("--gpu", required=True, help="GPU type the recipe was chosen for, e.g. MI300X")
     parser.add_argument("--count", required=True, type=int, help="GPUs one replica needs on one node")
@@ -135,20 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
-    try:
+
+    def body() -> str:
         args = parser.parse_args(argv)
         if args.count < 1 or args.replicas < 1 or args.timeout < 0 or args.interval <= 0:
             raise UsageError("--count and --replicas must be ≥ 1, --timeout ≥ 0 and --interval > 0")
-    except UsageError as error:
-        print(f"{PREFIX} {error}", file=sys.stderr)
-        return 2
 
-    from aim_infra.common.kube_api import list_nodes
+        from aim_infra.common.kube_api import list_nodes
 
-    def say(line: str) -> None:
-        print(line, flush=True)
+        def say(line: str) -> None:
+            print(line, flush=True)
 
-    try:
         nodes = wait(
             lambda: list_nodes(args.context),
             args.gpu,
@@ -159,16 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             replicas=args.replicas,
             one_node=args.one_node,
         )
-    except AimError as error:
-        print(f"{PREFIX} {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PREFIX} interrupted", file=sys.stderr)
-        return 1
-    where = "node" if len(nodes) == 1 else "nodes"
-    shown = ", ".join(node.describe() for node in nodes)
-    say(f"ready: {where} {shown} (needs {need(args.gpu, args.count, args.replicas, args.one_node)})")
-    return 0
+        where = "node" if len(nodes) == 1 else "nodes"
+        shown = ", ".join(node.describe() for node in nodes)
+        return f"ready: {where} {shown} (needs {need(args.gpu, args.count, args.replicas, args.one_node)})"
+
+    return run_program(PREFIX, body)
 
 
 if __name__ == "__main__":

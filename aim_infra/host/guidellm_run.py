@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aim_infra.common.errors import AimError
 from aim_infra.planning.workload import Workload
 
 NAME = "guidellm"
@@ -31,7 +32,7 @@ STARTUP_ALLOWANCE_SECONDS = 300.0
 SEED = 42
 
 
-class GeneratorError(Exception):
+class GeneratorError(AimError):
     """GuideLLM is missing, failed, or wrote a report we cannot read: the message is the line to print."""
 
 

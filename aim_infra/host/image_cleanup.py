@@ -44,7 +44,9 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aim_infra.common.cli import OneLineParser, UsageError
+from aim_infra.common.cli import OneLineParser, UsageError, run_program
+from aim_infra.common.errors import AimError
+from aim_infra.common.image_ref import ImageRef
 from aim_infra.host.transport import describe_transport_error
 
 PREFIX = "aim image cleanup:"
@@ -113,31 +115,29 @@ def parse_image(text: str) -> Reference:
     """REPO:TAG, checked against Docker's reference grammar; ValueError says what is wrong."""
     if not text:
         raise ValueError("--image is empty: expected REPO:TAG such as localhost:5000/aim-engine:1a2b3c4d5e6f")
-    if "@" in text:
+    parsed = ImageRef.parse(text)
+    if parsed.digest is not None:
         raise ValueError(f"--image {text!r} holds a digest: pass REPO:TAG as --image and the digest as --digest")
-    colon = text.rfind(":")
-    if colon == -1 or "/" in text[colon + 1 :]:
+    if parsed.tag is None:
         raise ValueError(
             f"--image {text!r} has no tag: expected REPO:TAG such as localhost:5000/aim-engine:1a2b3c4d5e6f"
         )
-    repository, tag = text[:colon], text[colon + 1 :]
+    tag = parsed.tag
     if not _TAG.fullmatch(tag):
         raise ValueError(f"--image {text!r} has an invalid tag {tag!r}: expected letters, digits, _ . - (up to 128)")
-    parts = repository.split("/")
-    domain: str | None = None
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        domain = parts.pop(0)
+    domain = parsed.registry
+    if domain is not None:
         match = _DOMAIN.fullmatch(domain)
         if not match or (match.group("port") and not 0 < int(match.group("port")) <= 65535):
             raise ValueError(f"--image {text!r} has an invalid registry host {domain!r}")
-    if not parts or not all(_PATH_COMPONENT.fullmatch(part) for part in parts):
+    if not all(_PATH_COMPONENT.fullmatch(part) for part in parsed.path.split("/")):
         raise ValueError(
             f"--image {text!r} has an invalid repository name: expected lowercase letters, digits and . _ - "
             "between slashes"
         )
-    if len(repository) > _NAME_MAX:
+    if len(parsed.repository) > _NAME_MAX:
         raise ValueError(f"--image {text!r} has a repository name longer than {_NAME_MAX} characters")
-    return Reference(repository=repository, domain=domain, name="/".join(parts), tag=tag)
+    return Reference(repository=parsed.repository, domain=domain, name=parsed.path, tag=tag)
 
 
 def check_digest(text: str) -> str:
@@ -215,7 +215,7 @@ def _last_line(text: str, limit: int = 240) -> str:
 # the local Docker engine
 
 
-class DockerUnavailable(Exception):
+class DockerUnavailable(AimError):
     """The docker CLI is missing, timed out, or its engine did not answer: the message says which."""
 
 
@@ -330,9 +330,10 @@ def local_tags(settings: Settings) -> list[str]:
         raise DockerUnavailable(f"`docker image ls {wanted}` failed ({_first_line(result.stderr)})")
     found: set[str] = set()
     for line in result.stdout.splitlines():
-        name, _, tag = line.strip().rpartition(":")
+        listed = ImageRef.parse(line.strip())  # REPO:TAG, as the format asks
+        name, tag = listed.repository, listed.tag or ""
         # Docker filters by REPO already; the check keeps a looser filter (a pattern, another engine) harmless.
-        if name and name != "<none>" and familiar(name) == wanted and _TAG.fullmatch(tag):
+        if name and name != "<none>" and familiar(name) == wanted and _TAG.fullmatch(tag) and listed.digest is None:
             found.add(f"{name}:{tag}")
     return sorted(found)
 
@@ -363,7 +364,7 @@ def clean_local(settings: Settings) -> None:
 # the local registry
 
 
-class Unreachable(Exception):
+class Unreachable(AimError):
     """No HTTP status came back: connection refused, reset, time-out."""
 
 
@@ -611,24 +612,21 @@ def run(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Clean up; 0 after doing what it can, 2 with one line on stderr for bad arguments."""
-    try:
-        settings = parse_args(argv)
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else 0
-    except UsageError as error:
-        print(f"{PREFIX} {' '.join(str(error).split())} (usage: {USAGE})", file=sys.stderr)
-        return 2
-    try:
-        run(settings)
-    except KeyboardInterrupt:
-        emit("warning", "interrupted; the cleanup stopped there")
-        return 130
-    except Exception as error:  # never a traceback inside `pulumi destroy`
-        emit(
-            "warning",
-            f"unexpected error ({type(error).__name__}: {_first_line(str(error))}); the cleanup stopped there",
-        )
-    return 0
+
+    def body() -> None:
+        run(parse_args(argv))
+
+    return run_program(
+        PREFIX,
+        body,
+        usage_hint=f"usage: {USAGE}",
+        # It runs inside `pulumi destroy`, which must not get stuck on a cleanup that cannot finish: whatever stops
+        # the cleanup is one more `warning:` line among its actions, and the exit is still 0.
+        report=lambda line: emit("warning", line),
+        interrupted="interrupted; the cleanup stopped there",
+        unexpected="unexpected error ({error}); the cleanup stopped there",
+        failure_exit=0,
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aim_infra.common.cli import OneLineParser, UsageError
+from aim_infra.common.cli import OneLineParser, UsageError, run_program
 from aim_infra.common.errors import AimError
 from aim_infra.host import guidellm_run
 from aim_infra.host.engine_access import (
@@ -47,7 +47,6 @@ from aim_infra.host.engine_access import (
     add_access_flags,
     check_models,
     json_body,
-    one_line,
     port_forward,
     read_secret,
     request,
@@ -217,7 +216,8 @@ def run(access: Settings, options: Options, hf_token: str = "") -> dict[str, Any
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; 0 with the JSON on stdout, 1 (2 for bad arguments) with one line on stderr."""
     secrets: list[str] = []
-    try:
+
+    def body() -> str:
         access, options = parse_args(argv)
         secrets.append(access.api_key)
         access = with_key_from_secret(access)
@@ -227,29 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             hf_token = read_secret(access, options.hf_token_secret, "the Hugging Face token")
             secrets.append(hf_token)
         document = run(access, options, hf_token)
-        text = json.dumps(document)
         if options.out is not None:
             try:
                 options.out.write_text(json.dumps(document, indent=2) + "\n")
             except OSError as error:
                 raise AccessFailure(f"cannot write --out {options.out}: {error.strerror or error}") from None
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else 0
-    except UsageError as error:
-        line = one_line(str(error), *secrets)
-        print(f"{PREFIX} {line} (see python -m aim_infra.host.live_benchmark --help)", file=sys.stderr)
-        return 2
-    except (AccessFailure, guidellm_run.GeneratorError) as error:
-        print(f"{PREFIX} {one_line(str(error), *secrets)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PREFIX} interrupted", file=sys.stderr)
-        return 130
-    except BaseException as error:  # never a traceback
-        print(f"{PREFIX} unexpected error: {one_line(f'{type(error).__name__}: {error}', *secrets)}", file=sys.stderr)
-        return 1
-    print(one_line(text, *secrets))
-    return 0
+        return json.dumps(document)
+
+    return run_program(PREFIX, body, usage_hint="see python -m aim_infra.host.live_benchmark --help", secrets=secrets)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ line starting `aim ownership:`, 2 for bad arguments.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,16 +22,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aim_infra.common.cli import OneLineParser, UsageError
+from aim_infra.common.cli import OneLineParser, UsageError, run_program
+from aim_infra.common.contract import OWNER_ANNOTATION
+from aim_infra.common.errors import AimError
+from aim_infra.common.kube_api import ClusterUnreachable
+from aim_infra.common.kube_api import api_client as api_client_for
 
 PREFIX = "aim ownership:"
-#: The annotation every object of the stack carries; its value names the project and stack that created it.
-OWNER_ANNOTATION = "aim.amd.com/owned-by"
-
-
-def owner_value(project: str, stack: str) -> str:
-    """The annotation's value for one stack: `project/stack` (both are Pulumi names, so no `/` inside either)."""
-    return f"{project}/{stack}"
 
 
 class ObjectRef(BaseModel):
@@ -58,7 +54,7 @@ class Resource:
     namespaced: bool
 
 
-class ApiError(Exception):
+class ApiError(AimError):
     """The API server could not be asked (unreachable, forbidden): the message is one line."""
 
 
@@ -120,7 +116,7 @@ def refusal(foreign: list[tuple[ObjectRef, str]], owner: str) -> str:
         shown.append(f"{ref.describe()} ({f'created by stack {marked}' if marked else 'not created by an AIM stack'})")
     more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
     return (
-        f"{PREFIX} {'; '.join(shown)}{more} already exist(s); stack {owner} adopts only objects annotated "
+        f"{'; '.join(shown)}{more} already exist(s); stack {owner} adopts only objects annotated "
         f"{OWNER_ANNOTATION}={owner}, so it stops here rather than take over, relabel or later delete them: "
         "choose another aim:namespace, turn off what declares it (aim:calico, aim:amdGpuPlugin, aim:monitoring, "
         "aim:deviceMetricsExporter, aim:localPath, aim:admissionPolicy), or remove the object if it is yours to remove"
@@ -141,26 +137,19 @@ def read_objects(text: str) -> list[ObjectRef]:
 
 def kubernetes_getter(context: str | None, timeout_seconds: float) -> tuple[Getter, Callable[[], None]]:
     """A Getter through the kubeconfig the provider uses ($KUBECONFIG or ~/.kube/config, `context`)."""
-    from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
 
-    configuration = client.Configuration()
     try:
-        config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None, context=context, client_configuration=configuration
-        )
-    except (ConfigException, OSError, TypeError, ValueError) as error:
-        raise ApiError(f"no usable kubeconfig ({' '.join(str(error).split())[:160]})") from None
-    configuration.retries = 1
-    api_client = client.ApiClient(configuration)
+        api_client, configuration = api_client_for(context)
+    except ClusterUnreachable as error:
+        raise ApiError(str(error)) from None
 
     def get(path: str) -> tuple[int, Any]:
         # The REST layer, not ApiClient.call_api: its signature changed between client majors (31 → 37), this did not.
-        headers = {"Accept": "application/json"}
+        headers: dict[str, str] = {"Accept": "application/json"}
         bearer = configuration.auth_settings().get("BearerToken")
         if bearer and bearer.get("value"):
-            headers[bearer["key"]] = bearer["value"]
+            headers[str(bearer["key"])] = str(bearer["value"])
         try:
             response = api_client.rest_client.request(
                 "GET", configuration.host + path, headers=headers, _request_timeout=timeout_seconds
@@ -181,33 +170,31 @@ def kubernetes_getter(context: str | None, timeout_seconds: float) -> tuple[Gett
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Check the objects; 0 with the `owned:` line on stdout, 1 (2 for bad arguments) with one line on stderr."""
     parser = OneLineParser(prog="python -m aim_infra.host.ownership", description=__doc__.splitlines()[0])
     parser.add_argument("--owner", required=True, help="PROJECT/STACK, the value of the ownership annotation")
     parser.add_argument("--objects", required=True, help="a JSON list of the objects the stack declares")
     parser.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per API request")
-    try:
+
+    def body() -> str:
         args = parser.parse_args(argv)
         if args.owner.count("/") != 1 or not all(args.owner.split("/")):
             raise UsageError(f"--owner {args.owner!r} is not allowed: expected PROJECT/STACK")
         refs = read_objects(args.objects)
-    except UsageError as error:
-        print(f"{PREFIX} {error}", file=sys.stderr)
-        return 2
-    try:
-        get, close = kubernetes_getter(args.context, args.timeout)
         try:
-            foreign = foreign_objects(get, refs, args.owner)
-        finally:
-            close()
-    except ApiError as error:
-        print(f"{PREFIX} cannot check which objects exist, so nothing is created: {error}", file=sys.stderr)
-        return 1
-    if foreign:
-        print(refusal(foreign, args.owner), file=sys.stderr)
-        return 1
-    print(f"owned: none of the {len(refs)} objects exists, or each is already stack {args.owner}'s")
-    return 0
+            get, close = kubernetes_getter(args.context, args.timeout)
+            try:
+                foreign = foreign_objects(get, refs, args.owner)
+            finally:
+                close()
+        except ApiError as error:
+            raise ApiError(f"cannot check which objects exist, so nothing is created: {error}") from None
+        if foreign:
+            raise AimError(refusal(foreign, args.owner))
+        return f"owned: none of the {len(refs)} objects exists, or each is already stack {args.owner}'s"
+
+    return run_program(PREFIX, body)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from aim_infra.common.cli import OneLineParser, UsageError
+from aim_infra.common.cli import OneLineParser, UsageError, run_program
 from aim_infra.host.engine_access import (
     AccessFailure,
     Reply,
@@ -38,7 +38,6 @@ from aim_infra.host.engine_access import (
     call_api,
     check_models,
     json_body,
-    one_line,
     port_forward,
     wait_healthy,
     with_key_from_secret,
@@ -108,28 +107,16 @@ def run(settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the smoke test; 0 with one line on stdout, 1 (2 for bad arguments) with one line on stderr."""
-    secret = ""
-    try:
-        settings = with_key_from_secret(parse_args(argv))
-        secret = settings.api_key
-        line = run(settings)
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else 0
-    except UsageError as error:
-        print(f"{PREFIX} {one_line(str(error), secret)} (see python -m aim_infra.host.smoke --help)", file=sys.stderr)
-        return 2
-    except AccessFailure as error:
-        print(f"{PREFIX} {one_line(str(error), secret)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PREFIX} interrupted", file=sys.stderr)
-        return 130
-    except BaseException as error:  # never a traceback
-        detail = one_line(f"{type(error).__name__}: {error}", secret)
-        print(f"{PREFIX} unexpected error: {detail}", file=sys.stderr)
-        return 1
-    print(one_line(line, secret))
-    return 0
+    secrets: list[str] = []
+
+    def body() -> str:
+        settings = parse_args(argv)
+        secrets.append(settings.api_key)
+        settings = with_key_from_secret(settings)
+        secrets.append(settings.api_key)
+        return run(settings)
+
+    return run_program(PREFIX, body, usage_hint="see python -m aim_infra.host.smoke --help", secrets=secrets)
 
 
 if __name__ == "__main__":

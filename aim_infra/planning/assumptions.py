@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Assumptions(BaseModel):
-    """Numbers the memory fit rests on. Each is a deliberate, documented simplification (README: "Memory fit");
+    """Numbers the memory fit rests on. Each is a deliberate, documented simplification (docs/recipes.md: "Memory fit");
     change them here, never inline. The performance model's constants are calibrated data: recipes/performance.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

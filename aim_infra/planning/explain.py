@@ -61,7 +61,7 @@ def estimate_lines(decision: Decision) -> list[str]:
     )
     lines.append(
         f"basis     estimated, not measured: a step-cost model driven through a simulation of vLLM's scheduler, "
-        f"{trust}; ranges span the 10th–90th percentile of its error there (README: How the estimate works)"
+        f"{trust}; ranges span the 10th–90th percentile of its error there (docs/recipes.md: How the estimate works)"
     )
     return lines
 

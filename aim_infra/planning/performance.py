@@ -1,8 +1,8 @@
 """The performance estimate of one deployment layout at one workload: throughput, TTFT and TPOT under load, ranged.
 
 Calibrated, not measured: every figure comes with the range the calibration's error supports and the calibration's
-version. The model (README "How the estimate works"): a step-time function (step_cost) driven through a simulation
-of vLLM's scheduler (scheduler_sim) at the workload's load, spread evenly over the replicas.
+version. The model (docs/recipes.md "How the estimate works"): a step-time function (step_cost) driven through a
+simulation of vLLM's scheduler (scheduler_sim) at the workload's load, spread evenly over the replicas.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ FITTED = (
 
 
 class StepConstants(BaseModel):
-    """What one engine step costs beyond the ideal roofline; see README "How the estimate works"."""
+    """What one engine step costs beyond the ideal roofline; see docs/recipes.md "How the estimate works"."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

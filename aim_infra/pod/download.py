@@ -25,24 +25,24 @@ the preflight can use the marker functions in an image without it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import fnmatch
 import hashlib
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from aim_infra.pod.hub_digest import digest_kind, file_digest, is_digest, published_digest
+from aim_infra.common.cli import OneLineParser, UsageError, run_program
+from aim_infra.common.errors import AimError
 from aim_infra.common.hub_support import causes, first_line, hub_offline
+from aim_infra.pod.hub_digest import digest_kind, file_digest, is_digest, published_digest
 
 #: The marker a finished download leaves in the model directory (JSON, see DownloadMarker).
 MARKER_NAME = ".aim-download-complete"
@@ -70,18 +70,12 @@ _HF_LOCAL_CACHE = ".cache"
 LOCK_NAME = "aim-download.lock"
 
 
-class IncompleteDownload(Exception):
+class IncompleteDownload(AimError):
     """The model directory does not hold a complete download; the message is one line saying what is missing."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
-
-class DownloadError(Exception):
+class DownloadError(AimError):
     """A download that cannot go on; the message is one line naming the model and the fix."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)
@@ -325,11 +319,14 @@ class Expected:
     digest: str
 
 
-class CorruptFile(Exception):
-    """A file that still differs from the Hub's digest after a second download."""
+class CorruptFile(AimError):
+    """A file that still differs from the Hub's digest after a second download.
+
+    The download reads the attributes, not the message, so AimError's one-line message (whitespace collapsed) loses
+    nothing: a file name with spaces stays exact in `name`."""
 
     def __init__(self, name: str, expected: str, actual: str) -> None:
-        super().__init__(name)
+        super().__init__(f"{name} does not match the Hub's digest: expected {expected}, got {actual}")
         self.name, self.expected, self.actual = name, expected, actual
 
 
@@ -376,24 +373,7 @@ def download(model: str, dest: Path | str, revision: str | None = None) -> Outco
         marker_path(dest).unlink(missing_ok=True)
         _remove_partials(dest)
 
-        api = hub.HfApi(endpoint=endpoint)
-        try:
-            # Resolve the revision and list the files with their digests first (one tree listing carries both the
-            # LFS sha256 and the git blob id of every file).
-            info = api.model_info(model, revision=revision)
-            commit = info.sha
-            listing = {
-                entry.path: Expected(int(entry.size), published_digest(entry))
-                for entry in api.list_repo_tree(model, revision=commit, recursive=True)
-                if isinstance(entry, hub.RepoFile) and wanted(entry.path)
-            }
-        except Exception as error:
-            raise DownloadError(_explain(error, model, revision, shown_endpoint, str(dest))) from None
-        if not any(path.endswith(".safetensors") for path in listing):
-            raise DownloadError(
-                f"{model} (revision {revision}) has no *.safetensors weights on {shown_endpoint}: the AIM Engine "
-                "loads safetensors only; pick the repo's safetensors variant (or convert the checkpoint)"
-            )
+        commit, listing = _listing(hub, model, revision, dest, endpoint, shown_endpoint)
         sizes = {name: expected.size for name, expected in listing.items()}
         here = len(listing) - len(_short_files(dest, sizes))
         print(
@@ -417,6 +397,29 @@ def download(model: str, dest: Path | str, revision: str | None = None) -> Outco
     return Outcome(marker, skipped=False, seconds=time.monotonic() - started)
 
 
+def _listing(
+    hub: Any, model: str, revision: str, dest: Path, endpoint: str | None, shown_endpoint: str
+) -> tuple[str, dict[str, Expected]]:
+    """The commit `revision` resolves to and the files vLLM needs there with their sizes and published digests
+    (one tree listing carries both the LFS sha256 and the git blob id of every file)."""
+    api = hub.HfApi(endpoint=endpoint)
+    try:
+        commit = api.model_info(model, revision=revision).sha
+        listing = {
+            entry.path: Expected(int(entry.size), published_digest(entry))
+            for entry in api.list_repo_tree(model, revision=commit, recursive=True)
+            if isinstance(entry, hub.RepoFile) and wanted(entry.path)
+        }
+    except Exception as error:
+        raise DownloadError(_explain(error, model, revision, shown_endpoint, str(dest))) from None
+    if not any(path.endswith(".safetensors") for path in listing):
+        raise DownloadError(
+            f"{model} (revision {revision}) has no *.safetensors weights on {shown_endpoint}: the AIM Engine "
+            "loads safetensors only; pick the repo's safetensors variant (or convert the checkpoint)"
+        )
+    return str(commit), listing
+
+
 def _fetch_all(
     hub: Any,
     model: str,
@@ -435,34 +438,13 @@ def _fetch_all(
     """
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    journal = _Journal(dest / _HF_LOCAL_CACHE / JOURNAL_NAME)
-
-    def fetch(name: str, *, again: bool) -> None:
-        hub.hf_hub_download(model, name, revision=commit, local_dir=str(dest), endpoint=endpoint, force_download=again)
-
-    def one(name: str) -> tuple[str, FileRecord]:
-        expected = listing[name]
-        fetch(name, again=False)
-        record, actual = _check(dest, name, expected, trusted.get(name))
-        if record is None:
-            print(
-                f"{PREFIX} {name} does not match the Hub's digest (expected {expected.digest}, got {actual}); "
-                "deleted it, fetching it again",
-                flush=True,
-            )
-            _discard(dest, name)
-            fetch(name, again=True)
-            record, actual = _check(dest, name, expected, None)
-        if record is None:
-            _discard(dest, name)
-            raise CorruptFile(name, expected.digest, actual)
-        journal.add(name, record)
-        return name, record
-
+    job = _FetchJob(
+        hub, model, commit, dest, endpoint, listing, trusted, _Journal(dest / _HF_LOCAL_CACHE / JOURNAL_NAME)
+    )
     records: dict[str, FileRecord] = {}
     corrupt: list[CorruptFile] = []
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(listing))), thread_name_prefix="aim-fetch") as pool:
-        futures = [pool.submit(one, name) for name in sorted(listing)]
+        futures = [pool.submit(job.fetch_verified, name) for name in sorted(listing)]
         try:
             for future in as_completed(futures):
                 try:
@@ -478,6 +460,50 @@ def _fetch_all(
     if corrupt:
         raise min(corrupt, key=lambda bad: bad.name)
     return records
+
+
+@dataclass(frozen=True)
+class _FetchJob:
+    """One download's fetch-and-verify of single files, run by the pool's workers."""
+
+    hub: Any
+    model: str
+    commit: str
+    dest: Path
+    endpoint: str | None
+    listing: Mapping[str, Expected]
+    trusted: Mapping[str, FileRecord]
+    journal: _Journal
+
+    def fetch(self, name: str, *, again: bool) -> None:
+        self.hub.hf_hub_download(
+            self.model,
+            name,
+            revision=self.commit,
+            local_dir=str(self.dest),
+            endpoint=self.endpoint,
+            force_download=again,
+        )
+
+    def fetch_verified(self, name: str) -> tuple[str, FileRecord]:
+        """Fetch `name` and check its digest; a mismatch is fetched once more, then CorruptFile."""
+        expected = self.listing[name]
+        self.fetch(name, again=False)
+        record, actual = _check(self.dest, name, expected, self.trusted.get(name))
+        if record is None:
+            print(
+                f"{PREFIX} {name} does not match the Hub's digest (expected {expected.digest}, got {actual}); "
+                "deleted it, fetching it again",
+                flush=True,
+            )
+            _discard(self.dest, name)
+            self.fetch(name, again=True)
+            record, actual = _check(self.dest, name, expected, None)
+        if record is None:
+            _discard(self.dest, name)
+            raise CorruptFile(name, expected.digest, actual)
+        self.journal.add(name, record)
+        return name, record
 
 
 def _check(dest: Path, name: str, expected: Expected, known: FileRecord | None) -> tuple[FileRecord | None, str]:
@@ -661,17 +687,12 @@ def _explain(error: BaseException, model: str, revision: str, endpoint: str, des
 # command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(
-            f"{PREFIX} {message} (usage: python3 -m aim_infra.pod.download --model ORG/NAME --dest DIR)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+USAGE = "python3 -m aim_infra.pod.download --model ORG/NAME --dest DIR"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(
+    """Download; 0 with one line on stdout, 1 (2 for bad arguments, 130 interrupted) with one line on stderr."""
+    parser = OneLineParser(
         prog="python3 -m aim_infra.pod.download",
         description="Download the files vLLM needs from a Hugging Face model repo into a directory, once.",
     )
@@ -682,34 +703,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="branch, tag or commit (default: $AIM_MODEL_REVISION, else main)",
     )
     parser.add_argument("--dest", default=os.environ.get("AIM_MODEL_DIR"), help="target directory ($AIM_MODEL_DIR)")
-    try:
+
+    def body() -> str:
         args = parser.parse_args(argv)
         if not args.model:
-            parser.error("--model is required (or set AIM_MODEL)")
+            raise UsageError("--model is required (or set AIM_MODEL)")
         if not args.dest:
-            parser.error("--dest is required (or set AIM_MODEL_DIR)")
-    except SystemExit as exit:  # --help, or a usage error already printed as one line
-        return int(exit.code or 0)
-    revision = args.revision or DEFAULT_REVISION
-    try:
-        outcome = download(args.model, Path(args.dest), revision)
-    except DownloadError as error:
-        print(f"{PREFIX} {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PREFIX} {args.model}: interrupted; the next start keeps the files already fetched", file=sys.stderr)
-        return 130
-    except Exception as error:  # never a traceback in the init container's log
-        print(f"{PREFIX} {args.model}: unexpected {type(error).__name__}: {first_line(error)}", file=sys.stderr)
-        return 1
-    marker = outcome.marker
-    what = f"{marker.model}@{marker.revision} (commit {(marker.commit or 'unknown')[:12]})"
-    size = f"{marker.file_count} files, {format_bytes(marker.total_bytes)}"
-    if outcome.skipped:
-        print(f"{PREFIX} {what} is already complete in {args.dest} ({size}); skipping the download")
-    else:
-        print(f"{PREFIX} {what} complete in {args.dest}: {size} in {outcome.seconds:.0f} s")
-    return 0
+            raise UsageError("--dest is required (or set AIM_MODEL_DIR)")
+        outcome = download(args.model, Path(args.dest), args.revision or DEFAULT_REVISION)
+        marker = outcome.marker
+        what = f"{marker.model}@{marker.revision} (commit {(marker.commit or 'unknown')[:12]})"
+        size = f"{marker.file_count} files, {format_bytes(marker.total_bytes)}"
+        if outcome.skipped:
+            return f"{PREFIX} {what} is already complete in {args.dest} ({size}); skipping the download"
+        return f"{PREFIX} {what} complete in {args.dest}: {size} in {outcome.seconds:.0f} s"
+
+    # Never a traceback in the download Job's log: one line, and what an interrupted start leaves for the next one.
+    return run_program(
+        PREFIX,
+        body,
+        usage_hint=f"usage: {USAGE}",
+        interrupted="interrupted; the next start keeps the files already fetched",
+    )
 
 
 if __name__ == "__main__":

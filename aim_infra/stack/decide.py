@@ -5,11 +5,11 @@ from __future__ import annotations
 from aim_infra.common.errors import AimError
 from aim_infra.planning.detect import choose_gpu
 from aim_infra.planning.hardware import GpuSpec, load_gpus
-from aim_infra.stack.model_sources import resolve_model
 from aim_infra.planning.monitoring.rules import AlertThresholds, default_thresholds
 from aim_infra.planning.revision import is_commit
 from aim_infra.planning.selection import Decision, Selector
 from aim_infra.stack.cluster import discover_gpus, discover_host_gpus
+from aim_infra.stack.model_sources import resolve_model
 from aim_infra.stack.settings import Settings, quantity_bytes
 
 

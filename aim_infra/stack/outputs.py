@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shlex
 
+from aim_infra.common.contract import API_PORT, ENGINE_CONTAINER, INSTANCE_LABEL
 from aim_infra.planning.explain import capacity_rows, estimate_lines, table
 from aim_infra.planning.selection import Decision
 from aim_infra.planning.workload import benchmark_requests
+from aim_infra.stack.manifests.sizing import progress_deadline_seconds, rolls_pod_by_pod, startup_budget_seconds
 from aim_infra.stack.settings import StackConfig
 
 NODE_IP_COMMAND = (
@@ -41,8 +43,6 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
 
 def rollout_line(decision: Decision, replicas: int) -> str:
     """What a change to the pods costs: pod-by-pod with several replicas, downtime with one."""
-    from aim_infra.stack.components.engine import progress_deadline_seconds, rolls_pod_by_pod, startup_budget_seconds
-
     budget = startup_budget_seconds(decision)
     if rolls_pod_by_pod(replicas):
         return (
@@ -100,9 +100,9 @@ def endpoint_url(service_type: str, node_port: int, service_name: str, namespace
     if service_type == "LoadBalancer":
         return (
             f"http://$(kubectl -n {namespace} get svc {service_name} -o "
-            "jsonpath='{.status.loadBalancer.ingress[0].ip}'):8000"
+            f"jsonpath='{{.status.loadBalancer.ingress[0].ip}}'):{API_PORT}"
         )
-    return "http://localhost:8000"
+    return f"http://localhost:{API_PORT}"
 
 
 def verification_commands(
@@ -125,15 +125,15 @@ def verification_commands(
         '"max_tokens": 32}'
     )
     commands = {
-        "pods": f"kubectl -n {namespace} get pods -l app.kubernetes.io/instance={name} -o wide",
+        "pods": f"kubectl -n {namespace} get pods -l {INSTANCE_LABEL}={name} -o wide",
         "downloadLogs": f"kubectl -n {namespace} logs job/{download_job or name + '-download'} -f",
-        "logs": f"kubectl -n {namespace} logs deploy/{name} -c vllm -f",
+        "logs": f"kubectl -n {namespace} logs deploy/{name} -c {ENGINE_CONTAINER} -f",
         "health": f"curl -fsS {url}/health && echo ok",
         "models": f"curl -fsS{auth} {url}/v1/models",
         "chat": f"curl -fsS{auth} {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'",
         "top": f"kubectl -n {namespace} top pods",
-        "portForward": f"kubectl -n {namespace} port-forward svc/{name} 8000:8000",
-        "gpu": f"kubectl -n {namespace} exec deploy/{name} -c vllm -- amd-smi static --asic --vram",
+        "portForward": f"kubectl -n {namespace} port-forward svc/{name} {API_PORT}:{API_PORT}",
+        "gpu": f"kubectl -n {namespace} exec deploy/{name} -c {ENGINE_CONTAINER} -- amd-smi static --asic --vram",
         "recipe": f"kubectl -n {namespace} get configmap {name}-recipe -o jsonpath='{{.data.explanation\\.txt}}'",
     }
     if monitoring:

@@ -10,9 +10,15 @@ import re
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from aim_infra.common.image_ref import ImageRef
+from aim_infra.stack import pulumi_internals
+
+if TYPE_CHECKING:
+    from pulumi.runtime import Mocks
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 REDACTED = "<redacted>"
@@ -57,10 +63,8 @@ class PlanResult:
         return next((r for r in self.resources if r.urn == urn), None)
 
 
-# The envelope the Pulumi wire format wraps a secret in (pulumi.runtime.rpc's signature key and secret marker).
 #: What a secret stack output reads as in a plan, as `pulumi stack output` prints it.
 SECRET_OUTPUT = "[secret]"
-SECRET_SIGNATURE = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 
 
 def _integral(value: Any) -> Any:
@@ -69,7 +73,7 @@ def _integral(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        if value.get(SECRET_SIGNATURE[0]) == SECRET_SIGNATURE[1] and "value" in value:
+        if pulumi_internals.is_secret_envelope(value):
             return _integral(value["value"])
         return {k: _integral(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -193,10 +197,7 @@ def run_stack(
     """Run `__main__.py` of `project_dir` under mocks with the stack's config (plus overrides) and record it all.
     `config` replaces the stack file entirely (tests use it to run a program on a config of their own)."""
     import pulumi
-    from pulumi.runtime import mocks as pulumi_mocks
-    from pulumi.runtime import rpc, settings
-    from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
+    from pulumi.runtime import get_root_resource, set_mocks
 
     if config is None:
         config, secret_keys = load_stack_config(stack, project_dir)
@@ -206,63 +207,10 @@ def run_stack(
     secret_keys = sorted({*secret_keys, *(k for k in config if k in SECRET_CONFIG)})
     result = PlanResult(stack=stack, config=dict(config), secret_values=[config[k] for k in secret_keys if config[k]])
 
-    class Mocks(pulumi_mocks.Mocks):
-        """Return each resource's inputs as its state, plus the outputs the program reads (digests, ids)."""
-
-        def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-            state = dict(args.inputs)
-            if args.typ == "docker:index/image:Image":
-                repository = str(state.get("imageName", "image")).rsplit(":", 1)[0]
-                state["repoDigest"] = f"{repository}@{_fake_digest(args.inputs)}"
-            elif args.typ == "docker:index/remoteImage:RemoteImage":
-                name = str(state.get("name", "image"))
-                state["repoDigest"] = f"{name.split(':')[0]}@{_fake_digest(args.inputs)}"
-                state["imageId"] = _fake_digest(args.inputs)
-            elif args.typ == "command:local:Command":
-                # What the provider reports after running the command; the mock runs nothing.
-                state.update(stdout="", stderr="")
-            elif args.typ == "random:index/randomPassword:RandomPassword":
-                # A stand-in for the generated password, treated as a secret like configured ones.
-                state["result"] = f"plan-generated-{args.name}"
-                result.secret_values.append(state["result"])
-            return f"{args.name}-id", state
-
-        def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-            return {}, None
-
-    class Monitor(pulumi_mocks.MockMonitor):
-        def RegisterResource(self, request: Any) -> Any:
-            response = super().RegisterResource(request)
-            _close_worker_loop()
-            if request.type != "pulumi:pulumi:Stack":
-                timeouts = request.customTimeouts
-                result.resources.append(
-                    Declared(
-                        urn=response.urn,
-                        type=request.type,
-                        name=request.name,
-                        parent=request.parent,
-                        provider=request.provider,
-                        custom=bool(request.custom),
-                        inputs=_integral(rpc.deserialize_properties(request.object)),
-                        dependencies=list(request.dependencies),
-                        options={
-                            "custom_timeouts": {
-                                "create": timeouts.create,
-                                "update": timeouts.update,
-                                "delete": timeouts.delete,
-                            },
-                            "retain_on_delete": bool(request.retainOnDelete),
-                            "delete_before_replace": bool(request.deleteBeforeReplace),
-                            "ignore_changes": list(request.ignoreChanges),
-                            "protect": bool(request.protect),
-                            "replace_on_changes": list(request.replaceOnChanges),
-                            "additional_secret_outputs": list(request.additionalSecretOutputs),
-                            "version": request.version,
-                        },
-                    )
-                )
-            return response
+    def on_register(request: Any, response: Any) -> None:
+        _close_worker_loop()
+        if request.type != "pulumi:pulumi:Stack":
+            result.resources.append(_declared(request, response.urn))
 
     class Recorder(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -277,26 +225,81 @@ def run_stack(
 
     asyncio.set_event_loop(asyncio.new_event_loop())  # a fresh loop per run: nothing leaks between runs
     pulumi.runtime.set_all_config(config, secret_keys)
-    settings.set_root_resource(None)  # type: ignore[arg-type]
-    mocks = Mocks()
-    pulumi_mocks.set_mocks(mocks, project="aim", stack=stack, preview=False, logger=logger, monitor=Monitor(mocks))
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
+    pulumi_internals.forget_root_resource()
+    mocks = _plan_mocks(result)
+    monitor = pulumi_internals.recording_mock_monitor(mocks, on_register)
+    set_mocks(mocks, project="aim", stack=stack, preview=False, logger=logger, monitor=monitor)
+    pulumi_internals.forget_pending_work()
     program = str(project_dir / "__main__.py")
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(program, run_name="__main__")))
-        root = settings.get_root_resource()
+        pulumi_internals.run_program(lambda: runpy.run_path(program, run_name="__main__"))
+        root = get_root_resource()
         outputs = getattr(root, "outputs", {}) or {}
         for name, value in outputs.items():
             output = pulumi.Output.from_input(value)
             # A secret output is shown as the CLI shows it (`[secret]`): its value never reaches a plan or a log.
-            secret = _sync_await(output.is_secret())
-            result.outputs[name] = SECRET_OUTPUT if secret else _integral(_sync_await(output.future()))
+            secret = pulumi_internals.sync_await(output.is_secret())
+            result.outputs[name] = SECRET_OUTPUT if secret else _integral(pulumi_internals.sync_await(output.future()))
     except pulumi.RunError as error:
         result.error = " ".join(str(error).split())
     finally:
         _close_event_loop()
     return result
+
+
+def _plan_mocks(result: PlanResult) -> Mocks:
+    """The mocks of a plan run: each resource's state is its inputs, plus the outputs the program reads (digests,
+    ids); a generated password joins the plan's secret values."""
+    from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks  # the class itself, at run time
+
+    class PlanMocks(Mocks):
+        def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            state = dict(args.inputs)
+            if args.typ == "docker:index/image:Image":
+                repository = ImageRef.parse(str(state.get("imageName", "image"))).repository
+                state["repoDigest"] = f"{repository}@{_fake_digest(args.inputs)}"
+            elif args.typ == "docker:index/remoteImage:RemoteImage":
+                repository = ImageRef.parse(str(state.get("name", "image"))).repository
+                state["repoDigest"] = f"{repository}@{_fake_digest(args.inputs)}"
+                state["imageId"] = _fake_digest(args.inputs)
+            elif args.typ == "command:local:Command":
+                # What the provider reports after running the command; the mock runs nothing.
+                state.update(stdout="", stderr="")
+            elif args.typ == "random:index/randomPassword:RandomPassword":
+                # A stand-in for the generated password, treated as a secret like configured ones.
+                state["result"] = f"plan-generated-{args.name}"
+                result.secret_values.append(state["result"])
+            return f"{args.name}-id", state
+
+        def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+            return {}, None
+
+    return PlanMocks()
+
+
+def _declared(request: Any, urn: str) -> Declared:
+    """What one RegisterResource request declares, as the engine would have seen it."""
+    timeouts = request.customTimeouts
+    return Declared(
+        urn=urn,
+        type=request.type,
+        name=request.name,
+        parent=request.parent,
+        provider=request.provider,
+        custom=bool(request.custom),
+        inputs=_integral(pulumi_internals.deserialize_properties(request.object)),
+        dependencies=list(request.dependencies),
+        options={
+            "custom_timeouts": {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete},
+            "retain_on_delete": bool(request.retainOnDelete),
+            "delete_before_replace": bool(request.deleteBeforeReplace),
+            "ignore_changes": list(request.ignoreChanges),
+            "protect": bool(request.protect),
+            "replace_on_changes": list(request.replaceOnChanges),
+            "additional_secret_outputs": list(request.additionalSecretOutputs),
+            "version": request.version,
+        },
+    )
 
 
 def _close_worker_loop() -> None:

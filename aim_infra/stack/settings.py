@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aim_infra.common.errors import AimError
+from aim_infra.common.image_ref import ImageRef
 from aim_infra.planning.precision import PrecisionWish
 from aim_infra.planning.revision import revision_problem
 from aim_infra.planning.workload import Workload, default_workload, parse_workload
@@ -432,7 +433,7 @@ class Settings(BaseModel):
                 )
         elif not self.registry and not self.image:
             raise _KeyError("image", self.image, "the repository to push to when registry is false")
-        elif self.image and self.build_image and (":" in self.image.rsplit("/", 1)[-1] or "@" in self.image):
+        elif self.image and self.build_image and _tagged(self.image):
             raise _KeyError("image", self.image, "a repository without tag when buildImage is true (we tag it)")
         open_to_all = any(ipaddress.ip_network(c).prefixlen == 0 for c in self.api_allowed_cidrs)
         if self.service_type == "LoadBalancer" and (not self.api_allowed_cidrs or open_to_all):
@@ -512,10 +513,15 @@ class _KeyError(ValueError):
 
 
 def _pinned(reference: str) -> bool:
-    if "@sha256:" in reference:
-        return True
-    last = reference.rsplit("/", 1)[-1]
-    return ":" in last and last.rsplit(":", 1)[1] != "latest"
+    """A digest, or a tag other than `latest` (IMAGE_REF has already admitted the reference)."""
+    parsed = ImageRef.parse(reference)
+    return parsed.digest is not None or parsed.tag not in (None, "latest")
+
+
+def _tagged(reference: str) -> bool:
+    """The reference names a tag or a digest (the stack tags what it builds itself)."""
+    parsed = ImageRef.parse(reference)
+    return parsed.tag is not None or parsed.digest is not None
 
 
 def field_keys() -> dict[str, str]:
@@ -606,9 +612,9 @@ class StackConfig:
 def _config_keys(namespace: str) -> list[str]:
     """Every key set in `namespace` for this stack. The SDK has no public listing, so read both places it keeps
     config: the engine's environment (real runs) and the in-process table (mock runs)."""
-    from pulumi.runtime import config as runtime_config
+    from aim_infra.stack.pulumi_internals import config_keys
 
-    keys = set(runtime_config.get_config_env()) | set(runtime_config.CONFIG.get())
+    keys = config_keys()
     prefix = f"{namespace}:"
     return sorted(k.removeprefix(prefix) for k in keys if k.startswith(prefix))
 

@@ -251,6 +251,7 @@ def assert_one_line_failure(done: subprocess.CompletedProcess[str], code: int, *
 # end to end: the real GuideLLM
 
 
+@pytest.mark.slow
 def test_closed_loop_through_port_forward_measures_the_fake_engines_speed(
     serve: Any, tokenizer_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,6 +319,7 @@ def test_closed_loop_through_port_forward_measures_the_fake_engines_speed(
     assert loaded["output_throughput"].engine_version == "vLLM 0.11.2" and loaded["ttft_p95"].num_prompts == 16
 
 
+@pytest.mark.slow
 def test_open_loop_replays_poisson_arrivals_at_the_rate(serve: Any, tokenizer_dir: Path) -> None:
     need_guidellm()
     engine, url = serve()
@@ -341,6 +343,7 @@ def test_open_loop_replays_poisson_arrivals_at_the_rate(serve: Any, tokenizer_di
     assert schedule[-1] > 1.5  # so "all at once" (a span of a few ms) could not pass
 
 
+@pytest.mark.slow
 def test_every_request_failing_is_one_line(serve: Any, tokenizer_dir: Path) -> None:
     need_guidellm()
     _, url = serve(chat_status=500)
@@ -350,6 +353,7 @@ def test_every_request_failing_is_one_line(serve: Any, tokenizer_dir: Path) -> N
     assert_one_line_failure(done, 1, "all 8 requests failed", "500")
 
 
+@pytest.mark.slow
 def test_a_generator_failure_is_one_line(serve: Any, tmp_path: Path) -> None:
     need_guidellm()
     _, url = serve()

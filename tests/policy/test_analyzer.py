@@ -16,16 +16,18 @@ from typing import Any
 import pulumi_policy
 import pytest
 from google.protobuf import empty_pb2, struct_pb2
-from pulumi.runtime import proto
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from aim_infra.stack.plan import Declared, PlanResult
+from aim_infra.stack.pulumi_internals import engine_protocol
 from tests.policy.support import check_plan, declared
 from tests.policy.test_rules import AIM_LABELS, container, workload
 from tests.policy.test_stacks import KNOWN_GAPS
 
 ROOT_PACK = "policy"
+# The engine's gRPC messages (pulumi.runtime.proto, not public: reached through the stack's one shim module).
+proto = engine_protocol()
 
 
 @pytest.fixture(scope="module")

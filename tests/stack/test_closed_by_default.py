@@ -18,7 +18,7 @@ import pytest
 
 from aim_infra.common.errors import AimError
 from aim_infra.stack.components.api_proxy import DEFAULT_PROXY_IMAGE, proxy_config
-from aim_infra.stack.components.model_download import job_suffix
+from aim_infra.stack.manifests.model_download import job_suffix
 from aim_infra.stack.plan import SECRET_OUTPUT, PlanResult, kubernetes_objects, run_stack
 from aim_infra.stack.settings import parse_settings
 

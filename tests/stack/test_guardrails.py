@@ -6,17 +6,21 @@ from __future__ import annotations
 import copy
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import celpy
 import kubernetes_validate
 import pytest
 
+from aim_infra.common.contract import TENSOR_PARALLEL_ANNOTATION
 from aim_infra.common.errors import AimError
+from aim_infra.stack.components.api_proxy import DEFAULT_PROXY_IMAGE
 from aim_infra.stack.components.guardrails import image_repository, policy_spec
 from aim_infra.stack.plan import Declared, PlanResult, kubernetes_objects, run_stack
 from aim_infra.stack.settings import parse_settings
 
+from .components.test_engine_builders import deployment_for, engine_decisions
 from .test_manifests import KUBERNETES_VERSION
 
 VAP = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
@@ -25,6 +29,7 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 DIGEST = "@sha256:" + "ab" * 32
+ENGINE_IMAGE = "localhost:5000/aim-engine" + DIGEST
 #: The policy's validations in order, by what each checks.
 CHECKS = (
     "annotations",
@@ -138,6 +143,19 @@ def test_the_declared_deployment_is_admitted(declared: tuple[dict[str, Any], dic
     spec, deployment = declared
     admission = admit(spec, deployment)
     assert admission.checked and admission.allowed, admission.failed
+
+
+def test_the_builders_deployments_are_admitted(tmp_path: Path) -> None:
+    """The pure builders' Deployment for a 1-GPU and a TP 4 × PP 2 recipe passes the policy as built for its image;
+    a Deployment whose annotations disagree with its own pod spec does not."""
+    spec = policy_spec(image_repository(ENGINE_IMAGE), [DEFAULT_PROXY_IMAGE])
+    for decision in engine_decisions(tmp_path).values():
+        deployment = deployment_for(decision, replicas=2, image=ENGINE_IMAGE)
+        admission = admit(spec, deployment)
+        assert admission.checked and admission.allowed, (decision.recipe.id, admission.failed)
+        annotations = deployment["metadata"]["annotations"]
+        annotations[TENSOR_PARALLEL_ANNOTATION] = str(decision.recipe.tensor_parallel_size * 2)
+        assert {"tensor-parallel", "parallel-product"} <= admit(spec, deployment).failed.keys()
 
 
 def wrong_gpu_limit(d: dict[str, Any]) -> None:

@@ -6,11 +6,8 @@ from typing import Any
 
 import pytest
 
-from aim_infra.stack.components.engine import (
-    COMPILE_CACHE_MOUNT,
-    POD_START_SLACK_SECONDS,
-    cache_affinity,
-)
+from aim_infra.stack.manifests.engine_pod import COMPILE_CACHE_MOUNT, cache_affinity
+from aim_infra.stack.manifests.sizing import POD_START_SLACK_SECONDS
 from aim_infra.stack.plan import Declared, PlanResult, run_stack
 
 from .test_manifests import validate_all

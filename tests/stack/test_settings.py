@@ -189,20 +189,41 @@ def test_image_repository_follows_registry_and_image() -> None:
     )
 
 
-def test_readme_configuration_reference_matches_the_project_file() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
-    rows = {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+def config_rows(page: Path, heading: str) -> dict[str, str]:
+    """The rows of the key table under `heading` of a markdown page, by key (without backticks)."""
+    text = page.read_text(encoding="utf-8")
+    assert f"\n{heading}\n" in text, f"{page.name} has no {heading!r} section"
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+
+
+def assert_row_documents(row: str | None, key: str, spec: dict[str, Any], where: str) -> None:
+    """A table row names the key's type and default exactly as Pulumi.yaml declares them."""
+    assert row is not None, f"{where} lacks aim:{key}"
+    assert f"| {declared_type(spec)} |" in row, f"{where} type of aim:{key}"
+    if "default" in spec:
+        default = spec["default"]
+        shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
+        shown = '""' if shown == "" else json.dumps(shown) if isinstance(shown, list) else shown
+        assert f"`{shown}`" in row, f"{where} default of aim:{key}"
+
+
+def test_configuration_reference_matches_the_project_file() -> None:
+    """docs/configuration.md documents every key, with its type and default, and nothing else."""
+    rows = config_rows(ROOT / "docs" / "configuration.md", "## Every key")
     for key, spec in PROJECT["config"].items():
-        row = rows.get(f"aim:{key}")
-        assert row is not None, f"README lacks aim:{key}"
-        assert f"| {declared_type(spec)} |" in row, f"README type of aim:{key}"
-        if "default" in spec:
-            default = spec["default"]
-            shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
-            shown = '""' if shown == "" else json.dumps(shown) if isinstance(shown, list) else shown
-            assert f"`{shown}`" in row, f"README default of aim:{key}"
+        assert_row_documents(rows.get(f"aim:{key}"), key, spec, "docs/configuration.md")
     assert set(rows) == {f"aim:{k}" for k in PROJECT["config"]} | {"kubernetes:context"}
+
+
+def test_readme_main_keys_match_the_project_file() -> None:
+    """The README's short table of main keys shows each key's type and default as Pulumi.yaml declares them."""
+    rows = config_rows(ROOT / "README.md", "## Configuration")
+    assert rows, "README.md's Configuration section has no key table"
+    for name, row in rows.items():
+        key = name.removeprefix("aim:")
+        assert name.startswith("aim:") and key in PROJECT["config"], f"README.md documents an unknown key {name}"
+        assert_row_documents(row, key, PROJECT["config"][key], "README.md")
 
 
 def test_the_default_base_image_is_the_dockerfiles() -> None:

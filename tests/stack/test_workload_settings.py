@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from aim_infra.common.errors import AimError
@@ -143,7 +143,6 @@ JSONISH = st.recursive(
 WORKLOADS = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), JSONISH, max_size=5)
 
 
-@settings(max_examples=500, deadline=None, derandomize=True, database=None)
 @given(value=st.one_of(WORKLOADS, WORKLOADS.map(json.dumps), JSONISH, JSONISH.map(json.dumps), st.text(max_size=40)))
 def test_any_workload_value_parses_or_is_one_line(value: Any) -> None:
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from aim_infra.common.contract import RECIPE_POD_LABELS
+
 #: Pod labels (set by the AimEngine component) that kube-state-metrics exports on `kube_pod_labels`, so vLLM series
 #: can be joined to the recipe that produced them. kube-state-metrics turns `aim.amd.com/recipe` into
 #: `label_aim_amd_com_recipe`.
-POD_LABELS = ("aim.amd.com/recipe", "aim.amd.com/model", "aim.amd.com/gpu", "app.kubernetes.io/instance")
+POD_LABELS = RECIPE_POD_LABELS
 KSM_LABEL = {label: "label_" + label.replace(".", "_").replace("/", "_").replace("-", "_") for label in POD_LABELS}
 
 #: Labels every `aim:` series carries (besides what a rule adds): where it runs and which recipe it serves.

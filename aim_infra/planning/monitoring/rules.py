@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from aim_infra.common.contract import ENGINE_CONTAINER, GPU_LABEL, MODEL_LABEL, RECIPE_LABEL
 from aim_infra.planning.monitoring import names
 
 Rule = dict[str, Any]
@@ -19,8 +20,6 @@ RATE_WINDOW = "5m"
 #: kube-state-metrics spells an extended resource with every character outside [a-zA-Z0-9_] replaced by `_`
 #: (internal/store: sanitizeLabelName), unit `integer`: `amd.com/gpu` becomes `resource="amd_com_gpu"`.
 GPU_RESOURCE = "amd_com_gpu"
-#: The serving container of the AimEngine pod template (components/engine.py).
-ENGINE_CONTAINER = "vllm"
 
 _RECIPE_BY = ", ".join(names.RECIPE_LABELS)  # namespace, recipe, model, gpu
 _FRIENDLY = ("recipe", "model", "gpu")
@@ -61,9 +60,9 @@ def _quantile(q: float, histogram: str) -> str:
 def pod_recipe_info_expr() -> str:
     """1 per (namespace, pod) of an AIM engine pod, with its recipe, model and GPU as friendly labels. `max by`
     also folds the duplicates two kube-state-metrics replicas (or a restart) would produce."""
-    recipe = _ksm_label("aim.amd.com/recipe")
-    model = _ksm_label("aim.amd.com/model")
-    gpu = _ksm_label("aim.amd.com/gpu")
+    recipe = _ksm_label(RECIPE_LABEL)
+    model = _ksm_label(MODEL_LABEL)
+    gpu = _ksm_label(GPU_LABEL)
     inner = f'kube_pod_labels{{{recipe}!=""}}'
     for friendly, source in (("recipe", recipe), ("model", model), ("gpu", gpu)):
         inner = f'label_replace({inner}, "{friendly}", "$1", "{source}", "(.*)")'
@@ -291,19 +290,24 @@ def _printf(fmt: str) -> str:
 
 
 PERCENT_VALUE = "{{ $value | humanizePercentage }}"
-#: Runbook anchors: each is a runbook heading in README.md (Monitoring → Alerts → Runbooks).
+#: The page holding the runbooks, relative to the repository root (its "Runbooks" section).
+RUNBOOK_PAGE = "docs/monitoring.md"
+#: Each alert's `runbook` annotation: the page and the anchor of the alert's runbook heading there.
 RUNBOOKS = {
-    "AimEngineDown": "aim-engine-down",
-    "AimEngineNotReady": "aim-engine-not-ready",
-    "AimModelLoadTooSlow": "aim-model-load-too-slow",
-    "AimEngineRestarting": "aim-engine-restarting",
-    "AimQueueDepthHigh": "aim-queue-depth-high",
-    "AimKvCacheNearlyFull": "aim-kv-cache-nearly-full",
-    "AimTimeToFirstTokenHigh": "aim-time-to-first-token-high",
-    "AimThroughputBelowEstimate": "aim-throughput-below-estimate",
-    "AimPreempting": "aim-preempting",
-    "AimGpuMemoryNearlyFull": "aim-gpu-memory-nearly-full",
-    "AimGpuLost": "aim-gpu-lost",
+    alert: f"{RUNBOOK_PAGE}#{anchor}"
+    for alert, anchor in {
+        "AimEngineDown": "aim-engine-down",
+        "AimEngineNotReady": "aim-engine-not-ready",
+        "AimModelLoadTooSlow": "aim-model-load-too-slow",
+        "AimEngineRestarting": "aim-engine-restarting",
+        "AimQueueDepthHigh": "aim-queue-depth-high",
+        "AimKvCacheNearlyFull": "aim-kv-cache-nearly-full",
+        "AimTimeToFirstTokenHigh": "aim-time-to-first-token-high",
+        "AimThroughputBelowEstimate": "aim-throughput-below-estimate",
+        "AimPreempting": "aim-preempting",
+        "AimGpuMemoryNearlyFull": "aim-gpu-memory-nearly-full",
+        "AimGpuLost": "aim-gpu-lost",
+    }.items()
 }
 
 

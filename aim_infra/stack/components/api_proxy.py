@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aim_infra.common.contract import VLLM_INTERNAL_PORT
+
 #: nginx-unprivileged (non-root uid 101, listens on unprivileged ports), slim Alpine variant: nginx without extra
 #: modules. Tag and digest both pinned; `aim:apiProxyImage` replaces it (air-gapped mirrors).
 #: Evidence (2026-12-05): https://hub.docker.com/r/nginxinc/nginx-unprivileged/tags?name=1.30.4-alpine-slim — the
@@ -18,9 +20,6 @@ PROXY_CONTAINER = "api-proxy"
 PROXY_USER_ID = 101  # the image's `nginx` user
 CONFIG_DIR = "/etc/aim-proxy"
 CONFIG_FILE = "nginx.conf"
-#: vLLM listens here, on 127.0.0.1 only: nothing outside the pod reaches it except through the proxy.
-VLLM_INTERNAL_PORT = 8080
-METRICS_PORT = 9400
 #: A streamed completion of a long answer at a slow decode rate can run for many minutes.
 STREAM_TIMEOUT_SECONDS = 3600
 #: Request bodies (multimodal prompts carry base64 images) are streamed to vLLM, never buffered to disk.
@@ -38,6 +37,7 @@ _FORWARD = f"""            proxy_http_version 1.1;
             proxy_send_timeout {STREAM_TIMEOUT_SECONDS}s;"""
 
 
+# Long: the whole nginx.conf is one template, read top to bottom as nginx reads it; split, it would be harder to audit.
 def proxy_config(
     *,
     api_port: int,

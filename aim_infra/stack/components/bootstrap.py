@@ -31,6 +31,63 @@ class ClusterBootstrapArgs:
             raise ValueError("ClusterBootstrapArgs: local_path_dir and local_path_namespace go together")
 
 
+@dataclass(frozen=True)
+class HostStep:
+    """One bootstrap step: its name suffix and the commands its create and delete run."""
+
+    suffix: str
+    create: str
+    delete: str
+    #: Outputs kept encrypted in the state.
+    secret_outputs: tuple[str, ...] = ()
+
+
+def bootstrap_steps(args: ClusterBootstrapArgs, stack: str) -> list[HostStep]:
+    """The steps in order, each run after the one before it. A delete undoes its step only at the cleanup level that
+    asks for it (`reset_on_destroy`, `remove_mirror_on_destroy`); otherwise it only reports what is kept."""
+    steps = [
+        HostStep(
+            "host-preflight",
+            script("host-preflight.sh"),
+            script("host-preflight.sh", "--undo")
+            if args.reset_on_destroy
+            else keep("swap off, kernel modules and sysctls", "aim:cleanup all removes their files"),
+        ),
+        HostStep(
+            "containerd",
+            script("containerd-config.sh"),
+            keep("the containerd config.toml (SystemdCgroup, registry config_path)", "other workloads may use it"),
+        ),
+    ]
+    if args.registry_port is not None:
+        port = str(args.registry_port)
+        steps.append(
+            HostStep(
+                "registry-mirror",
+                script("containerd-registry-mirror.sh", port),
+                script("containerd-registry-mirror.sh", "--remove", port)
+                if args.remove_mirror_on_destroy
+                else keep(f"containerd mirror for localhost:{port}", "aim:cleanup registry or all removes it"),
+            )
+        )
+    init = ["--stack", stack, "--pod-cidr", args.pod_cidr, "--kubeconfig", args.kubeconfig_path, "--single-node"]
+    reset = ["--stack", stack, "--kubeconfig", args.kubeconfig_path]
+    if args.local_path_dir and args.local_path_namespace:
+        reset += ["--local-path-dir", args.local_path_dir, "--local-path-namespace", args.local_path_namespace]
+    steps.append(
+        HostStep(
+            "kubeadm",
+            script("kubeadm-init.sh", *init),
+            script("kubeadm-reset.sh", *reset)
+            if args.reset_on_destroy
+            else keep("the kubeadm cluster", "aim:cleanup all resets it"),
+            # kubeadm prints a bootstrap join token; whatever reaches the outputs is kept encrypted in the state.
+            secret_outputs=("stdout", "stderr"),
+        )
+    )
+    return steps
+
+
 class ClusterBootstrap(pulumi.ComponentResource):
     """Host preflight → containerd for kubeadm → the local registry as containerd mirror → `kubeadm init`.
 
@@ -47,70 +104,19 @@ class ClusterBootstrap(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:ClusterBootstrap", name, None, opts)
-        stack = stack_id()
-
-        def step(
-            suffix: str, create: str, delete: str, after: list[pulumi.Resource], secret_outputs: list[str] | None = None
-        ) -> command.local.Command:
-            return local_command(
-                f"{name}-{suffix}", self, create=create, delete=delete, depends_on=after, secret_outputs=secret_outputs
+        commands: list[command.local.Command] = []
+        for step in bootstrap_steps(args, stack_id()):
+            commands.append(
+                local_command(
+                    f"{name}-{step.suffix}",
+                    self,
+                    create=step.create,
+                    delete=step.delete,
+                    depends_on=[*commands[-1:]],  # the step before
+                    secret_outputs=list(step.secret_outputs) or None,
+                )
             )
-
-        preflight = step(
-            "host-preflight",
-            script("host-preflight.sh"),
-            script("host-preflight.sh", "--undo")
-            if args.reset_on_destroy
-            else keep("swap off, kernel modules and sysctls", "aim:cleanup all removes their files"),
-            [],
-        )
-        containerd = step(
-            "containerd",
-            script("containerd-config.sh"),
-            keep("the containerd config.toml (SystemdCgroup, registry config_path)", "other workloads may use it"),
-            [preflight],
-        )
-        last: pulumi.Resource = containerd
-        if args.registry_port is not None:
-            port = str(args.registry_port)
-            last = step(
-                "registry-mirror",
-                script("containerd-registry-mirror.sh", port),
-                script("containerd-registry-mirror.sh", "--remove", port)
-                if args.remove_mirror_on_destroy
-                else keep(f"containerd mirror for localhost:{port}", "aim:cleanup registry or all removes it"),
-                [containerd],
-            )
-        self.cluster = step(
-            "kubeadm",
-            script(
-                "kubeadm-init.sh",
-                "--stack",
-                stack,
-                "--pod-cidr",
-                args.pod_cidr,
-                "--kubeconfig",
-                args.kubeconfig_path,
-                "--single-node",
-            ),
-            script(
-                "kubeadm-reset.sh",
-                "--stack",
-                stack,
-                "--kubeconfig",
-                args.kubeconfig_path,
-                *(
-                    ["--local-path-dir", args.local_path_dir, "--local-path-namespace", args.local_path_namespace]
-                    if args.local_path_dir and args.local_path_namespace
-                    else []
-                ),
-            )
-            if args.reset_on_destroy
-            else keep("the kubeadm cluster", "aim:cleanup all resets it"),
-            [last],
-            # kubeadm prints a bootstrap join token; whatever reaches the outputs is kept encrypted in the state.
-            secret_outputs=["stdout", "stderr"],
-        )
+        self.cluster = commands[-1]  # kubeadm
         # Known once the cluster step has run: the Kubernetes provider (and so every object) waits for it.
         self.kubeconfig = self.cluster.id.apply(lambda _: args.kubeconfig_path)
         self.register_outputs({"kubeconfig": self.kubeconfig})

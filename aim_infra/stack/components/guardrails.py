@@ -8,13 +8,18 @@ from typing import Any
 
 import pulumi
 
-from aim_infra.stack.components.engine import (
+from aim_infra.common.contract import (
+    ENGINE_CONTAINER,
     GPU_COUNT_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
     PIPELINE_PARALLEL_ANNOTATION,
     RECIPE_LABEL,
     TENSOR_PARALLEL_ANNOTATION,
-    VLLM_CONTAINER,
 )
+from aim_infra.common.image_ref import ImageRef
 from aim_infra.stack.components.kube import KubernetesObject
 
 ADMISSION_API = "admissionregistration.k8s.io/v1"
@@ -37,11 +42,7 @@ class RecipeAdmissionArgs:
 
 def image_repository(reference: str) -> str:
     """The repository part of an image reference: `reg:5000/team/aim:1.0@sha256:…` → `reg:5000/team/aim`."""
-    name = reference.split("@", 1)[0]
-    head, _, last = name.rpartition("/")
-    if ":" in last:  # a tag (a port can only appear before the first slash)
-        last = last.split(":", 1)[0]
-    return f"{head}/{last}" if head else last
+    return ImageRef.parse(reference).repository
 
 
 def _quote(text: str) -> str:
@@ -67,8 +68,114 @@ def _flag_check(variable: str, flag: str, short: str) -> tuple[str, str]:
     expression = (
         f"variables.vllm.all(c, has(c.args) && c.args.exists_one(a, {sets_it}) && c.args.exists(a, a == {expected}))"
     )
-    message = f"'the vllm container must set {flag} exactly once, as ' + {expected} + ' (the recipe annotation)'"
+    message = (
+        f"'the {ENGINE_CONTAINER} container must set {flag} exactly once, as ' + {expected}"
+        " + ' (the recipe annotation)'"
+    )
     return expression, message
+
+
+WHOLE_NUMBER = "^[1-9][0-9]*$"
+#: The three layout annotations as CEL strings ('' when missing).
+LAYOUT_VARIABLES = "[variables.gpuCount, variables.tensorParallel, variables.pipelineParallel]"
+
+
+def _variables() -> list[dict[str, str]]:
+    """The annotations the engine writes (its layout), the engine container, and every container and init container."""
+    return [
+        {"name": "gpuCount", "expression": _annotation(GPU_COUNT_ANNOTATION)},
+        {"name": "tensorParallel", "expression": _annotation(TENSOR_PARALLEL_ANNOTATION)},
+        {"name": "pipelineParallel", "expression": _annotation(PIPELINE_PARALLEL_ANNOTATION)},
+        {
+            "name": "vllm",
+            "expression": f"object.spec.template.spec.containers.filter(c, c.name == {_quote(ENGINE_CONTAINER)})",
+        },
+        {
+            "name": "containers",
+            "expression": "object.spec.template.spec.containers + (has(object.spec.template.spec.initContainers)"
+            " ? object.spec.template.spec.initContainers : [])",
+        },
+    ]
+
+
+def _layout_validations() -> list[dict[str, str]]:
+    """The engine container runs the recipe's layout: its GPU limit and parallelism flags match the annotations."""
+    tp_check, tp_message = _flag_check("tensorParallel", "--tensor-parallel-size", "-tp")
+    pp_check, pp_message = _flag_check("pipelineParallel", "--pipeline-parallel-size", "-pp")
+    gpu_limit = (
+        "has(c.resources) && has(c.resources.limits) && 'amd.com/gpu' in c.resources.limits"
+        " && string(c.resources.limits['amd.com/gpu']) == variables.gpuCount"
+    )
+    return [
+        {
+            "expression": f"{LAYOUT_VARIABLES}.all(v, v.matches('{WHOLE_NUMBER}'))",
+            "message": f"a Deployment labelled {RECIPE_LABEL} needs the annotations {GPU_COUNT_ANNOTATION}, "
+            f"{TENSOR_PARALLEL_ANNOTATION} and {PIPELINE_PARALLEL_ANNOTATION}, each a whole number",
+            "reason": "Invalid",
+        },
+        {
+            "expression": f"size(variables.vllm) == 1 && variables.vllm.all(c, {gpu_limit})",
+            "messageExpression": "size(variables.vllm) != 1"
+            f" ? 'expected exactly one container named {ENGINE_CONTAINER}, found ' + string(size(variables.vllm))"
+            f" : 'the {ENGINE_CONTAINER} container must limit amd.com/gpu to ' + variables.gpuCount"
+            f" + ' (annotation {GPU_COUNT_ANNOTATION}), it limits it to '"
+            " + (has(variables.vllm[0].resources.limits) && 'amd.com/gpu' in variables.vllm[0].resources.limits"
+            " ? string(variables.vllm[0].resources.limits['amd.com/gpu']) : 'nothing')",
+            "message": f"the {ENGINE_CONTAINER} container's amd.com/gpu limit must equal the annotation "
+            f"{GPU_COUNT_ANNOTATION}",
+            "reason": "Invalid",
+        },
+        {"expression": tp_check, "messageExpression": tp_message, "reason": "Invalid"},
+        {"expression": pp_check, "messageExpression": pp_message, "reason": "Invalid"},
+        {
+            # && short-circuits past an error, so a missing annotation reads as a failed check, not an error.
+            "expression": f"{LAYOUT_VARIABLES}.all(v, v.matches('{WHOLE_NUMBER}'))"
+            " && int(variables.tensorParallel) * int(variables.pipelineParallel) == int(variables.gpuCount)",
+            "messageExpression": "'tensor-parallel-size ' + variables.tensorParallel"
+            " + ' x pipeline-parallel-size ' + variables.pipelineParallel"
+            " + ' must equal the GPU count ' + variables.gpuCount",
+            "reason": "Invalid",
+        },
+    ]
+
+
+def _image_validations(repository: str, allowed_images: list[str] | tuple[str, ...]) -> list[dict[str, str]]:
+    """Every container's image is pinned by digest and comes from the repository (or is one of `allowed_images`)."""
+    # `.` is the only character of a repository that means something in a regular expression.
+    # The repository, then at most a tag, then the digest or the end (the digest has a check of its own).
+    repository_pattern = "^" + repository.replace(".", "[.]") + f"(:{TAG})?(@|$)"
+    from_repository = " || ".join(
+        [f"c.image.matches({_quote(repository_pattern)})", *(f"c.image == {_quote(i)}" for i in allowed_images)]
+    )
+    allowed_text = repository + "".join(f" or is exactly {i}" for i in allowed_images)
+    return [
+        {
+            "expression": f"variables.containers.all(c, c.image.matches('{DIGEST}'))",
+            "messageExpression": "'image ' + variables.containers"
+            f".filter(c, !c.image.matches('{DIGEST}'))[0].image"
+            " + ' is not pinned by digest (@sha256:<64 hex>); reference the pushed image by its digest'",
+            "reason": "Invalid",
+        },
+        {
+            "expression": f"variables.containers.all(c, {from_repository})",
+            "messageExpression": f"'image ' + variables.containers.filter(c, !({from_repository}))[0].image"
+            f" + ' does not come from {allowed_text}'",
+            "reason": "Invalid",
+        },
+    ]
+
+
+def _limits_validation() -> dict[str, str]:
+    """Every container limits its CPU and memory."""
+    limited = (
+        "has(c.resources) && has(c.resources.limits) && 'cpu' in c.resources.limits && 'memory' in c.resources.limits"
+    )
+    return {
+        "expression": f"variables.containers.all(c, {limited})",
+        "messageExpression": f"'container ' + variables.containers.filter(c, !({limited}))[0].name"
+        " + ' needs resources.limits with cpu and memory'",
+        "reason": "Invalid",
+    }
 
 
 def policy_spec(repository: str, allowed_images: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -83,23 +190,6 @@ def policy_spec(repository: str, allowed_images: list[str] | tuple[str, ...] = (
     for reference in allowed_images:
         if not re.search(DIGEST, reference) or not REPOSITORY.fullmatch(image_repository(reference)):
             raise ValueError(f"{reference!r} is not a digest-pinned image reference such as repo:tag@sha256:<64 hex>")
-    # `.` is the only character of a repository that means something in a regular expression.
-    # The repository, then at most a tag, then the digest or the end (the digest has a check of its own).
-    repository_pattern = "^" + repository.replace(".", "[.]") + f"(:{TAG})?(@|$)"
-    tp_check, tp_message = _flag_check("tensorParallel", "--tensor-parallel-size", "-tp")
-    pp_check, pp_message = _flag_check("pipelineParallel", "--pipeline-parallel-size", "-pp")
-    whole = "^[1-9][0-9]*$"
-    gpu_limit = (
-        "has(c.resources) && has(c.resources.limits) && 'amd.com/gpu' in c.resources.limits"
-        " && string(c.resources.limits['amd.com/gpu']) == variables.gpuCount"
-    )
-    limited = (
-        "has(c.resources) && has(c.resources.limits) && 'cpu' in c.resources.limits && 'memory' in c.resources.limits"
-    )
-    from_repository = " || ".join(
-        [f"c.image.matches({_quote(repository_pattern)})", *(f"c.image == {_quote(i)}" for i in allowed_images)]
-    )
-    allowed_text = repository + "".join(f" or is exactly {i}" for i in allowed_images)
     return {
         # Nothing else in the cluster is ever blocked: the policy sees only CREATE/UPDATE of apps/v1 Deployments (not
         # their scale or status subresources), the binding narrows that to the AIM namespace, and the match condition
@@ -122,70 +212,11 @@ def policy_spec(repository: str, allowed_images: list[str] | tuple[str, ...] = (
                 "expression": f"has(object.metadata.labels) && {_quote(RECIPE_LABEL)} in object.metadata.labels",
             }
         ],
-        "variables": [
-            {"name": "gpuCount", "expression": _annotation(GPU_COUNT_ANNOTATION)},
-            {"name": "tensorParallel", "expression": _annotation(TENSOR_PARALLEL_ANNOTATION)},
-            {"name": "pipelineParallel", "expression": _annotation(PIPELINE_PARALLEL_ANNOTATION)},
-            {
-                "name": "vllm",
-                "expression": f"object.spec.template.spec.containers.filter(c, c.name == {_quote(VLLM_CONTAINER)})",
-            },
-            {
-                "name": "containers",
-                "expression": "object.spec.template.spec.containers + (has(object.spec.template.spec.initContainers)"
-                " ? object.spec.template.spec.initContainers : [])",
-            },
-        ],
+        "variables": _variables(),
         "validations": [
-            {
-                "expression": "[variables.gpuCount, variables.tensorParallel, variables.pipelineParallel]"
-                f".all(v, v.matches('{whole}'))",
-                "message": f"a Deployment labelled {RECIPE_LABEL} needs the annotations {GPU_COUNT_ANNOTATION}, "
-                f"{TENSOR_PARALLEL_ANNOTATION} and {PIPELINE_PARALLEL_ANNOTATION}, each a whole number",
-                "reason": "Invalid",
-            },
-            {
-                "expression": f"size(variables.vllm) == 1 && variables.vllm.all(c, {gpu_limit})",
-                "messageExpression": "size(variables.vllm) != 1"
-                " ? 'expected exactly one container named vllm, found ' + string(size(variables.vllm))"
-                " : 'the vllm container must limit amd.com/gpu to ' + variables.gpuCount"
-                f" + ' (annotation {GPU_COUNT_ANNOTATION}), it limits it to '"
-                " + (has(variables.vllm[0].resources.limits) && 'amd.com/gpu' in variables.vllm[0].resources.limits"
-                " ? string(variables.vllm[0].resources.limits['amd.com/gpu']) : 'nothing')",
-                "message": f"the vllm container's amd.com/gpu limit must equal the annotation {GPU_COUNT_ANNOTATION}",
-                "reason": "Invalid",
-            },
-            {"expression": tp_check, "messageExpression": tp_message, "reason": "Invalid"},
-            {"expression": pp_check, "messageExpression": pp_message, "reason": "Invalid"},
-            {
-                # && short-circuits past an error, so a missing annotation reads as a failed check, not an error.
-                "expression": f"[variables.gpuCount, variables.tensorParallel, variables.pipelineParallel]"
-                f".all(v, v.matches('{whole}'))"
-                " && int(variables.tensorParallel) * int(variables.pipelineParallel) == int(variables.gpuCount)",
-                "messageExpression": "'tensor-parallel-size ' + variables.tensorParallel"
-                " + ' x pipeline-parallel-size ' + variables.pipelineParallel"
-                " + ' must equal the GPU count ' + variables.gpuCount",
-                "reason": "Invalid",
-            },
-            {
-                "expression": f"variables.containers.all(c, c.image.matches('{DIGEST}'))",
-                "messageExpression": "'image ' + variables.containers"
-                f".filter(c, !c.image.matches('{DIGEST}'))[0].image"
-                " + ' is not pinned by digest (@sha256:<64 hex>); reference the pushed image by its digest'",
-                "reason": "Invalid",
-            },
-            {
-                "expression": f"variables.containers.all(c, {from_repository})",
-                "messageExpression": f"'image ' + variables.containers.filter(c, !({from_repository}))[0].image"
-                f" + ' does not come from {allowed_text}'",
-                "reason": "Invalid",
-            },
-            {
-                "expression": f"variables.containers.all(c, {limited})",
-                "messageExpression": f"'container ' + variables.containers.filter(c, !({limited}))[0].name"
-                " + ' needs resources.limits with cpu and memory'",
-                "reason": "Invalid",
-            },
+            *_layout_validations(),
+            *_image_validations(repository, allowed_images),
+            _limits_validation(),
         ],
     }
 
@@ -201,7 +232,7 @@ class RecipeAdmission(pulumi.ComponentResource):
         super().__init__("aim:infra:RecipeAdmission", name, None, opts)
         # Cluster-scoped: the namespace in the name keeps two stacks in one cluster apart.
         self.policy_name = f"aim-recipe-{args.namespace}"
-        labels = {"app.kubernetes.io/part-of": "aim", "app.kubernetes.io/managed-by": "pulumi"}
+        labels = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: MANAGED_BY}
         self.policy = KubernetesObject(
             f"{name}-policy",
             {

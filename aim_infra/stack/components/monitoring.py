@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 
+from aim_infra.common.contract import PART_OF, PART_OF_LABEL
 from aim_infra.planning.monitoring.dashboards import DASHBOARDS, dashboard_json
 from aim_infra.planning.monitoring.rules import AlertThresholds, alert_group, estimate_group, recording_groups
 from aim_infra.stack.components.kube import KubernetesObject
@@ -40,7 +41,7 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__("aim:infra:Monitoring", name, None, opts)
         # The CRDs come with the kube-prometheus-stack release: wait for it.
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        labels = {"app.kubernetes.io/part-of": "aim", "release": args.release_name}
+        labels = {PART_OF_LABEL: PART_OF, "release": args.release_name}
 
         self.service_monitor = KubernetesObject(
             f"{name}-service-monitor",

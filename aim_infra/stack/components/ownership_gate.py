@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from aim_infra.host.ownership import OWNER_ANNOTATION, owner_value
+from aim_infra.common.contract import OWNER_ANNOTATION, owner_value
 from aim_infra.stack.components.host import environment, local_command, python_module
 
 #: The gate of the program being run: KubernetesObject registers with it (one per program run, also under mocks).

@@ -14,6 +14,9 @@ import pytest
 import yaml
 
 from aim_infra.planning.monitoring import names, rules
+from aim_infra.stack.components.api_proxy import DEFAULT_PROXY_IMAGE
+from aim_infra.stack.manifests import engine_pod
+from aim_infra.stack.manifests.engine import EngineNames
 from tests.planning.monitoring.support import ROOT, STACKS, StackRules, expected_low, stack_rules, step_rate, tool
 
 MINUTES = 60  # the length of every synthetic series, in one-minute samples
@@ -811,11 +814,29 @@ def test_alerts_are_scoped_to_the_engine() -> None:
         rules.alert_group(namespace="Bad_NS", deployment="x", startup_budget_seconds=600, thresholds=ctx.thresholds)
 
 
-def test_the_containers_the_alerts_name_are_the_engine_pod_template_ones() -> None:
-    source = (ROOT / "aim_infra" / "stack" / "components" / "engine.py").read_text(encoding="utf-8")
-    assert f'"name": "{rules.ENGINE_CONTAINER}"' in source
-    # No alert waits for a download: it runs in a Job of its own (components/model_download.py), and the engine pod
-    # template has no init container that could still be fetching the model.
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_containers_the_alerts_name_are_the_engine_pod_template_ones(stack: str) -> None:
+    ctx = stack_rules(stack)
+    template = engine_pod.pod_template(
+        EngineNames(ctx.deployment, ctx.namespace),
+        {},
+        ctx.decision,
+        image="localhost:5000/aim-engine@sha256:" + "0" * 64,
+        model_id=ctx.settings.model,
+        model_revision=ctx.settings.model_revision_or_none,
+        proxy_image=DEFAULT_PROXY_IMAGE,
+        proxy_config="",
+        render_group_id=ctx.settings.render_group_id,
+        require_gpu_labels=False,
+        cache_access_mode=ctx.settings.cache_access_mode,
+    )
+    containers = template["spec"]["containers"]
+    # The container the alerts select by name is the one holding the GPUs (the other is the API proxy).
+    assert [c["name"] for c in containers if "amd.com/gpu" in c["resources"]["limits"]] == [rules.ENGINE_CONTAINER]
+    # No alert waits for a download: it runs in a Job of its own (stack/manifests/model_download.py), and the engine
+    # pod template has no init container that could still be fetching the model.
+    assert "initContainers" not in template["spec"]
+    source = (ROOT / "aim_infra" / "stack" / "manifests" / "engine_pod.py").read_text(encoding="utf-8")
     assert "initContainers" not in source
 
 

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,13 @@ import pulumi
 import pulumi_kubernetes
 import pytest
 from google.protobuf import json_format
-from pulumi import _types
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
 
+from aim_infra.stack import pulumi_internals
 from aim_infra.stack.components.kube import ALIASES, HelmRelease, KubernetesObject, type_token
 from aim_infra.stack.plan import PlanResult, run_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 PROVIDER = "pulumi:providers:kubernetes"
-SECRET_KEY, SECRET_VALUE = rpc._special_sig_key, rpc._special_secret_sig
 # Request fields that legitimately differ between two programs declaring the same object.
 NOT_COMPARED = ("sourcePosition", "stackTrace", "dependencies", "propertyDependencies")
 
@@ -75,18 +73,19 @@ declare_catalogue(json.loads((Path(__file__).parent / "catalogue.json").read_tex
 def raw_requests() -> Iterator[dict[str, dict[str, Any]]]:
     """Every RegisterResourceRequest the mock monitor receives, by URN, as its protobuf JSON form."""
     captured: dict[str, dict[str, Any]] = {}
-    original = pulumi_mocks.MockMonitor.RegisterResource
+    monitor = pulumi_internals.mock_monitor_class()
+    original = monitor.RegisterResource
 
     def register(self: Any, request: Any) -> Any:
         response = original(self, request)
         captured[response.urn] = json_format.MessageToDict(request)
         return response
 
-    pulumi_mocks.MockMonitor.RegisterResource = register  # type: ignore[method-assign]
+    monitor.RegisterResource = register
     try:
         yield captured
     finally:
-        pulumi_mocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]
+        monitor.RegisterResource = original
 
 
 def run_captured(stack: str, **kwargs: Any) -> tuple[PlanResult, dict[str, dict[str, Any]]]:
@@ -136,7 +135,7 @@ def generated_kwargs(cls: type, manifest: dict[str, Any]) -> dict[str, Any]:
             "kind": manifest["kind"],
             **{key: value for key, value in manifest.items() if key not in ("apiVersion", "kind")},
         }
-    to_py = {wire: py for py, wire in _types.input_type_py_to_pulumi_names(args_class(cls)).items()}
+    to_py = {wire: py for py, wire in pulumi_internals.input_property_names(args_class(cls)).items()}
     fixed = ("apiVersion", "kind")  # set by the class itself (the comparison checks they come out the same)
     unknown = sorted(set(manifest) - set(to_py) - set(fixed))
     assert not unknown, f"{cls.__name__} has no input named {unknown}"
@@ -146,7 +145,7 @@ def generated_kwargs(cls: type, manifest: dict[str, Any]) -> dict[str, Any]:
 def from_wire(value: Any) -> Any:
     """A wire value as a program would pass it: secret envelopes become secret Outputs, integral numbers ints."""
     if isinstance(value, dict):
-        if value.get(SECRET_KEY) == SECRET_VALUE:
+        if pulumi_internals.is_secret_envelope(value):
             return pulumi.Output.secret(from_wire(value["value"]))
         return {key: from_wire(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -308,7 +307,7 @@ def test_the_plan_records_version_and_secret_outputs(runs: dict[str, Run], key: 
     _, result, _ = runs[key]
     for resource in result.resources:
         if is_kubernetes_object(resource.type):
-            assert resource.options["version"] == pulumi_kubernetes._utilities.get_version(), resource.urn
+            assert resource.options["version"] == metadata.version("pulumi_kubernetes"), resource.urn
             secret = resource.type == "kubernetes:core/v1:Secret"
             assert resource.options["additional_secret_outputs"] == (["data", "stringData"] if secret else [])
 
@@ -428,7 +427,15 @@ def declare_catalogue(catalogue: dict[str, Any]) -> None:
     HelmRelease("release", catalogue["release"], opts=pulumi.ResourceOptions(provider=provider))
 
 
-def test_other_kinds_and_release_fields_are_what_the_generated_classes_send(tmp_path: Path) -> None:
+def test_other_kinds_and_release_fields_are_what_the_generated_classes_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kind joins the stack together with its alias entry (test_the_alias_table_holds_exactly_the_declared_kinds
+    # insists): give the catalogue's kinds theirs, as that change would.
+    for manifest in CATALOGUE:
+        token = type_token(manifest["apiVersion"], manifest["kind"])
+        if token not in ALIASES:
+            monkeypatch.setitem(ALIASES, token, generated_aliases(token))
     program = tmp_path / "catalogue"
     program.mkdir()
     (program / "catalogue.json").write_text(json.dumps({"objects": CATALOGUE, "release": RELEASE_SPEC}))
@@ -467,20 +474,41 @@ def test_type_token(api_version: str, kind: str, token: str) -> None:
         assert f"'{token}'" in Path(sys.modules[cls.__module__].__file__ or "").read_text(), cls
 
 
+def generated_aliases(token: str) -> tuple[str, ...]:
+    """The aliases the generated class of `token` declares, in its order, read from its source; () for a CRD's kind
+    (no generated class: apiextensions.CustomResource declares none for it)."""
+    cls = generated_class(token)
+    if cls is pulumi_kubernetes.apiextensions.CustomResource:
+        return ()
+    text = Path(sys.modules[cls.__module__].__file__ or "").read_text()
+    declared = re.search(r"super\(\w+, __self__\).__init__\(\s*'([^']+)'", text)
+    assert declared is not None and declared.group(1) == token, f"{cls} does not declare {token}"
+    return tuple(re.findall(r'pulumi\.Alias\(type_="([^"]+)"\)', text))
+
+
 def test_aliases_are_the_generated_classes_aliases() -> None:
-    """The alias table holds, for every generated class of a stable API version (v1, v2, ...) that declares aliases,
-    exactly those aliases, in the class's order."""
-    found: dict[str, tuple[str, ...]] = {}
-    for source in Path(pulumi_kubernetes.__file__).parent.glob("*/v*/*.py"):
-        if not re.fullmatch(r"v\d+", source.parent.name) or source.stem.endswith(("List", "Patch")):
-            continue
-        text = source.read_text()
-        token = re.search(r"super\(\w+, __self__\).__init__\(\s*'([^']+)'", text)
-        aliases = tuple(re.findall(r'pulumi\.Alias\(type_="([^"]+)"\)', text))
-        if token and aliases:
-            found[token.group(1)] = aliases
-    assert "kubernetes:apps/v1:Deployment" in found and len(found) > 40
-    assert found == ALIASES
+    """Every entry of the alias table holds exactly the aliases its generated class declares, in the class's order
+    (none for a class that declares none)."""
+    assert generated_aliases("kubernetes:apps/v1:Deployment")  # the reading above still finds aliases
+    assert {token: generated_aliases(token) for token in ALIASES} == ALIASES
+
+
+#: The stacks of this project: every Pulumi.<stack>.yaml at its root.
+STACK_FILES = sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in ROOT.glob("Pulumi.*.yaml"))
+
+
+def test_the_alias_table_holds_exactly_the_declared_kinds() -> None:
+    """The table covers every Kubernetes type any stack declares (a new kind comes with its aliases) and nothing else
+    (no dead entries): each stack file's stack runs as `python -m aim_infra plan --stack <name>` runs it."""
+    assert {"dev", "prod"} <= set(STACK_FILES)
+    declared: set[str] = set()
+    for stack in STACK_FILES:
+        result = run_stack(stack)
+        assert result.error is None, f"{stack}: {result.error}"
+        declared |= {r.type for r in result.resources if is_kubernetes_object(r.type)}
+    missing, dead = sorted(declared - set(ALIASES)), sorted(set(ALIASES) - declared)
+    assert not missing, f"kube.ALIASES lacks {missing}: add each with the aliases its generated class declares"
+    assert not dead, f"kube.ALIASES lists {dead}, which no stack declares: drop them"
 
 
 def test_generated_classes_send_camel_case_dicts_unchanged(tmp_path: Path) -> None:

@@ -1,0 +1,108 @@
+"""Every version the cluster add-ons install, pinned: Helm charts and images, each with where it was seen upstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The day every pin below was last checked upstream (with the search tool's repository snapshots).
+PINS_CHECKED_ON = "2026-12-05"
+
+
+@dataclass(frozen=True)
+class PinEvidence:
+    """Where a pin was seen to exist upstream, and when: a chart repository's index or a release tag."""
+
+    url: str
+    checked_on: str = PINS_CHECKED_ON
+
+
+@dataclass(frozen=True)
+class ChartPin:
+    """One Helm chart at one version from one repository, installed under a fixed release name."""
+
+    chart: str
+    version: str
+    repo: str
+    release_name: str
+    namespace: str
+    timeout_seconds: int
+    evidence: PinEvidence
+
+
+# v3.32.2 does not exist: v3.32.1 is the newest v3.32 tag (projectcalico/calico, tag v3.32.1 of 2026-06-24, whose
+# charts/tigera-operator/values.yaml is the one in shared/charts). Calico's chart index is not on GitHub.
+CALICO = ChartPin(
+    chart="tigera-operator",
+    version="v3.32.1",  # the `v` is part of the chart version
+    repo="https://docs.tigera.io/calico/charts",
+    release_name="tigera-operator",
+    namespace="tigera-operator",
+    timeout_seconds=900,
+    evidence=PinEvidence("https://github.com/projectcalico/calico/releases/tag/v3.32.1"),
+)
+# Entry 3.13.1 in the repository's index (gh-pages), tag metrics-server-helm-chart-3.13.1.
+METRICS_SERVER = ChartPin(
+    chart="metrics-server",
+    version="3.13.1",
+    repo="https://kubernetes-sigs.github.io/metrics-server/",
+    release_name="metrics-server",
+    namespace="kube-system",  # the API aggregation add-on lives with the control plane; the stack does not own it
+    timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/kubernetes-sigs/metrics-server/blob/gh-pages/index.yaml"),
+)
+# Entry 0.21.0 in the index the Helm repository serves (branch helm-chart-release), tag amd-gpu-helm-0.21.0.
+AMD_GPU = ChartPin(
+    chart="amd-gpu",
+    version="0.21.0",
+    repo="https://rocm.github.io/k8s-device-plugin/",
+    release_name="amd-gpu",
+    namespace="kube-amd-gpu",
+    timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/ROCm/k8s-device-plugin/blob/helm-chart-release/index.yaml"),
+)
+# Tag kube-prometheus-stack-88.5.3 (its values.yaml is the one in shared/charts); the gh-pages index is too large
+# for the snapshot, the tag is what the release workflow publishes from.
+KUBE_PROMETHEUS_STACK = ChartPin(
+    chart="kube-prometheus-stack",
+    version="88.5.3",
+    repo="https://prometheus-community.github.io/helm-charts",
+    release_name="kube-prometheus-stack",
+    namespace="monitoring",
+    timeout_seconds=900,
+    evidence=PinEvidence(
+        "https://github.com/prometheus-community/helm-charts/releases/tag/kube-prometheus-stack-88.5.3"
+    ),
+)
+#: AMD's GPU metrics exporter. v1.5.4 does not exist and v1.5.2 is only named in the main branch's docs: v1.5.1 is
+#: the newest entry of the Helm repository's index (gh-pages) and the newest tag. Its values are not in
+#: shared/charts: the keys set below (serviceMonitor.enabled/interval/labels, tolerations, affinity) are those of
+#: helm-charts/values.yaml at tag v1.5.1.
+DEVICE_METRICS_EXPORTER = ChartPin(
+    chart="device-metrics-exporter-charts",
+    version="v1.5.1",
+    repo="https://rocm.github.io/device-metrics-exporter",
+    release_name="device-metrics-exporter",
+    namespace="kube-amd-gpu",
+    timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/ROCm/device-metrics-exporter/blob/gh-pages/index.yaml"),
+)
+CHARTS: dict[str, ChartPin] = {
+    "calico": CALICO,
+    "metrics_server": METRICS_SERVER,
+    "amd_gpu_plugin": AMD_GPU,
+    "monitoring": KUBE_PROMETHEUS_STACK,
+}
+ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER}
+
+LOCAL_PATH_VERSION = "v0.0.37"  # tag v0.0.37; its deploy/local-path-storage.yaml runs this image
+LOCAL_PATH_IMAGE = f"rancher/local-path-provisioner:{LOCAL_PATH_VERSION}"
+LOCAL_PATH_HELPER_IMAGE = "busybox:1.37.0"  # still listed ("Tags: 1.37.0, 1.37") by library/busybox
+#: Evidence for every image tag this module pins.
+IMAGE_PINS: dict[str, PinEvidence] = {
+    LOCAL_PATH_IMAGE: PinEvidence(
+        f"https://github.com/rancher/local-path-provisioner/releases/tag/{LOCAL_PATH_VERSION}"
+    ),
+    LOCAL_PATH_HELPER_IMAGE: PinEvidence(
+        "https://github.com/docker-library/official-images/blob/master/library/busybox"
+    ),
+}

@@ -1,0 +1,174 @@
+"""What each add-on chart is told: its Helm values, and the helm.sh/v3 Release installing it at its pinned version."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aim_infra.stack.manifests.addon_objects import (
+    GRAFANA_ADMIN_PASSWORD_KEY,
+    GRAFANA_ADMIN_SECRET,
+    GRAFANA_ADMIN_USER_KEY,
+)
+from aim_infra.stack.manifests.addon_pins import KUBE_PROMETHEUS_STACK, ChartPin
+
+
+def release_spec(pin: ChartPin, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The Release inputs of one pinned chart, in the namespace the stack declares for it.
+
+    Every release is awaited (skipAwait: false): each waits only for its own workloads, which can all become ready on
+    their own once the pod network is up (they wait for Calico when we install it), and later resources rely on that
+    (CRDs of kube-prometheus-stack, `amd.com/gpu` capacity). atomic and cleanupOnFail false: a slow start must not
+    uninstall what is already running."""
+    return {
+        "name": pin.release_name,
+        "namespace": pin.namespace,
+        "chart": pin.chart,
+        "version": pin.version,
+        "repositoryOpts": {"repo": pin.repo},
+        "values": dict(values),
+        "timeout": pin.timeout_seconds,
+        "atomic": False,
+        "cleanupOnFail": False,
+        "skipAwait": False,
+        "createNamespace": False,
+    }
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, recursively for mappings (as Helm merges values); lists and scalars are replaced."""
+    merged: dict[str, Any] = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def calico_values(pod_cidr: str) -> dict[str, Any]:
+    """tigera-operator values: one IPv4/IPv6 pool for the pod CIDR kubeadm was given."""
+    return {
+        "installation": {
+            "calicoNetwork": {
+                "ipPools": [
+                    {
+                        "cidr": pod_cidr,
+                        # Encapsulate only across subnets: nodes on one L2 segment talk natively (no VXLAN overhead
+                        # on GPU-node traffic), and VXLAN needs no BGP peering with the network.
+                        "encapsulation": "VXLANCrossSubnet",
+                        "natOutgoing": "Enabled",
+                        "nodeSelector": "all()",
+                    }
+                ]
+            }
+        }
+    }
+
+
+def metrics_server_values(kubelet_insecure_tls: bool) -> dict[str, Any]:
+    """metrics-server values: skip kubelet certificate checks only when asked (kubeadm's self-signed kubelet certs)."""
+    return {"args": ["--kubelet-insecure-tls"]} if kubelet_insecure_tls else {}
+
+
+def amd_gpu_values() -> dict[str, Any]:
+    """amd-gpu values: the device plugin plus the node labeller (off by default) that publishes GPU model labels."""
+    return {
+        "labeller": {"enabled": True},
+        # The chart's own toleration, plus the taint GPU nodes usually carry so only GPU workloads land there:
+        # the plugin must run exactly on those nodes.
+        "tolerations": [
+            {"key": "CriticalAddonsOnly", "operator": "Exists"},
+            {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        ],
+    }
+
+
+#: kube-prometheus-stack's control-plane scrapes (top-level chart keys) and the `defaultRules.rules` groups that alert
+#: on or record from each (templates/prometheus/rules-1.14 of chart 88.5.3 gate each group on both).
+CONTROL_PLANE_SCRAPES: dict[str, tuple[str, ...]] = {
+    "kubeControllerManager": ("kubeControllerManager",),
+    "kubeScheduler": ("kubeSchedulerAlerting", "kubeSchedulerRecording"),
+    "kubeEtcd": ("etcd",),
+    "kubeProxy": ("kubeProxy",),
+}
+
+
+def control_plane_values(scrape: bool) -> dict[str, Any]:
+    """Nothing when the control plane is scraped; otherwise its ServiceMonitors, Services and rule groups off."""
+    if scrape:
+        return {}
+    values: dict[str, Any] = {key: {"enabled": False} for key in CONTROL_PLANE_SCRAPES}
+    groups = [group for groups in CONTROL_PLANE_SCRAPES.values() for group in groups]
+    values["defaultRules"] = {"rules": {group: False for group in groups}}
+    return values
+
+
+def monitoring_values(
+    extra: Mapping[str, Any] | None, control_plane_metrics: bool, pod_labels: Sequence[str]
+) -> dict[str, Any]:
+    """kube-prometheus-stack values: pick up every ServiceMonitor/PodMonitor/PrometheusRule, load labelled dashboards
+    from the monitoring namespace only, scrape the control plane only where it is reachable, and export `pod_labels`
+    on kube_pod_labels (so recording rules can join vLLM series to their recipe).
+
+    No credentials here: values end up in plain state. Grafana's admin secret is wired by reference
+    (`grafana.admin.existingSecret`); `extra` is deep-merged over all of it."""
+    # Grafana's sidecars read only the monitoring namespace (the chart's default is ALL, with a ClusterRole to list
+    # and read every Secret in the cluster): namespaced RBAC gives them a Role there, and ConfigMaps are all they
+    # load (our dashboards, the chart's dashboards and its Prometheus datasource are ConfigMaps in that namespace).
+    own_namespace = [KUBE_PROMETHEUS_STACK.namespace]
+    base: dict[str, Any] = {
+        "kube-state-metrics": {"metricLabelsAllowlist": [f"pods=[{','.join(pod_labels)}]"]},
+        "prometheus": {
+            "prometheusSpec": {
+                # false: an empty selector selects every object, not only those labelled `release: <release name>`.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+            }
+        },
+        "grafana": {
+            # The admin password comes from a Secret the stack creates (never from values: they sit in plain state).
+            "admin": {
+                "existingSecret": GRAFANA_ADMIN_SECRET,
+                "userKey": GRAFANA_ADMIN_USER_KEY,
+                "passwordKey": GRAFANA_ADMIN_PASSWORD_KEY,
+            },
+            "rbac": {"namespaced": True},
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": "grafana_dashboard",
+                    "labelValue": "1",
+                    "searchNamespace": own_namespace,
+                    "resource": "configmap",
+                },
+                "datasources": {"searchNamespace": own_namespace, "resource": "configmap"},
+            },
+        },
+        **control_plane_values(control_plane_metrics),
+    }
+    return deep_merge(base, extra or {})
+
+
+def device_metrics_exporter_values() -> dict[str, Any]:
+    """device-metrics-exporter values: a ServiceMonitor for kube-prometheus-stack, only on AMD GPU nodes."""
+    return {
+        # The chart labels its ServiceMonitor `release: prometheus-operator` unless given labels: carry our stack's
+        # release, which a Prometheus with `serviceMonitorSelectorNilUsesHelmValues: true` selects on.
+        "serviceMonitor": {
+            "enabled": True,
+            "interval": "15s",
+            "labels": {"release": KUBE_PROMETHEUS_STACK.release_name},
+        },
+        "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    # The node labeller sets amd.com/gpu.family on every AMD GPU node.
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "amd.com/gpu.family", "operator": "Exists"}]}]
+                }
+            }
+        },
+    }
