@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.fake_hub import isolate_hub_client
-
-# Hypothesis keeps constants and failure patches under .hypothesis/ of the working directory: keep the checkout clean.
-set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "aim-fuzz-hypothesis")
 
 
 @pytest.fixture(autouse=True)

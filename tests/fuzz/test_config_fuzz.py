@@ -362,11 +362,10 @@ def kind(error: str) -> str:
     return named.group(0).split(":")[1][:24] if named else " ".join(error.split()[:2])[:30]
 
 
+# Examples, deadline, randomness and database come from the profile tests/conftest.py loads (quick by default, ci's
+# 1000 random examples under AIM_TESTS_FULL=1). The autouse sealed_off fixture only isolates, so one per test (not
+# per example) is enough; large and slow examples are the point of a fuzz test.
 FUZZ = settings(
-    max_examples=1000,
-    deadline=None,
-    derandomize=True,
-    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

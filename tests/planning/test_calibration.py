@@ -52,6 +52,9 @@ def test_held_out_points_are_evaluated_but_never_fitted_on() -> None:
     assert calibration_version([*TRAIN, *HOLDOUT], load_priors()) != load_performance_data().calibration.version
 
 
+# ~16 s of fitting: slow. The version-hash test above already fails fast on data or priors changed without a refit;
+# this one also catches a change to the fit itself.
+@pytest.mark.slow
 def test_refitting_reproduces_the_shipped_constants(tmp_path: Path) -> None:
     out = tmp_path / "performance.yaml"
     shutil.copy(PERFORMANCE_FILE, out)
