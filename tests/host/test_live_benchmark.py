@@ -248,7 +248,7 @@ def assert_one_line_failure(done: subprocess.CompletedProcess[str], code: int, *
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# end to end: the real GuideLLM
+# end to end: the real GuideLLM (slow, 4-12 s each: the parsing, scenario and one-line checks below are the quick run's)
 
 
 @pytest.mark.slow
