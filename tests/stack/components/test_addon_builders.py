@@ -151,7 +151,10 @@ def assert_evidence(what: str, evidence: PinEvidence) -> None:
 
 def test_every_chart_pin_carries_its_upstream_evidence() -> None:
     pins = {name: value for name, value in vars(addon_pins).items() if isinstance(value, ChartPin)}
-    assert set(pins.values()) == set(ALL_CHARTS.values()), "every ChartPin is installed (and so checked here)"
+    # KEDA (issue 13) is pinned before the install plan installs it; tests/stack/components/test_autoscaling_builders
+    # checks its release and values meanwhile.
+    pending = {addon_pins.KEDA}
+    assert set(pins.values()) == set(ALL_CHARTS.values()) | pending, "every ChartPin is installed (and so checked here)"
     for name, pin in pins.items():
         assert_evidence(name, pin.evidence)
         # A tag page must be the pinned version's own; an index file lists every version.
