@@ -428,15 +428,15 @@ def test_any_model_list_gives_settings_or_one_line(value: Any) -> None:
 
 
 def test_the_multi_model_example_stack_parses() -> None:
-    """examples/Pulumi.multi.yaml, read as the engine hands it over (lists and objects as JSON): three catalogue
+    """Pulumi.multi.yaml, read as the engine hands it over (lists and objects as JSON): three catalogue
     models of different sizes on an existing 8 × MI300X node, all 8 GPUs at their upper bounds (each model's recipe
     chosen on its own, at its workload)."""
-    config, secrets = load_stack_config("multi", ROOT / "examples")
+    config, secrets = load_stack_config("multi", ROOT)
     assert secrets == [] and config["kubernetes:context"]
     settings = parse_settings({k.removeprefix("aim:"): v for k, v in config.items() if k.startswith("aim:")})
     assert (settings.gpu, settings.gpu_count, settings.cluster_bootstrap) == ("MI300X", 8, "none")
     assert [m.name for m in settings.models] == ["chat", "small", "mid"]
-    assert [m.scale_to_zero for m in settings.models] == [False, True, False]
+    assert [m.scale_to_zero for m in settings.models] == [False, False, False]  # refused until the HTTP add-on
     catalogue, gpu, selector = load_model_catalogue(), load_gpus().get("MI300X"), Selector()
     gpus = 0
     for model in settings.models:

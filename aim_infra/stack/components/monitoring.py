@@ -27,6 +27,12 @@ class MonitoringArgs:
     replicas: int
     startup_budget_seconds: int
     thresholds: AlertThresholds
+    #: The namespace-wide parts: the recording rules and the dashboards. With several models in one namespace
+    #: (aim:models) only the first model's Monitoring declares them; the others add their ServiceMonitor and alerts.
+    shared: bool = True
+    #: The decision's estimate as series (estimate_group). Its at-load rule sums every recipe of the namespace, so
+    #: several models' groups would record the same series twice: off for several models until it is per model.
+    estimate: bool = True
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -60,8 +66,8 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         groups = [
-            *recording_groups(),
-            estimate_group(args.decision_summary, args.namespace, args.replicas),
+            *(recording_groups() if args.shared else []),
+            *([estimate_group(args.decision_summary, args.namespace, args.replicas)] if args.estimate else []),
             alert_group(
                 namespace=args.namespace,
                 deployment=args.engine_name,
@@ -80,7 +86,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         self.dashboards = {}
-        for file_name in sorted(DASHBOARDS):
+        for file_name in sorted(DASHBOARDS) if args.shared else []:
             stem = file_name.removesuffix(".json")
             self.dashboards[file_name] = KubernetesObject(
                 f"{name}-dashboard-{stem}",
@@ -96,4 +102,4 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 opts=child,
             )
-        self.register_outputs({"dashboards": sorted(DASHBOARDS), "rule_groups": [g["name"] for g in groups]})
+        self.register_outputs({"dashboards": sorted(self.dashboards), "rule_groups": [g["name"] for g in groups]})

@@ -92,7 +92,6 @@ CHARTS: dict[str, ChartPin] = {
     "amd_gpu_plugin": AMD_GPU,
     "monitoring": KUBE_PROMETHEUS_STACK,
 }
-ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER}
 
 LOCAL_PATH_VERSION = "v0.0.37"  # tag v0.0.37; its deploy/local-path-storage.yaml runs this image
 LOCAL_PATH_IMAGE = f"rancher/local-path-provisioner:{LOCAL_PATH_VERSION}"
@@ -144,7 +143,7 @@ ROUTER_PIN = ImagePin(
 #: KEDA, for autoscaling the models (issue 13). Tag v2.20.2 of kedacore/charts (commit cbb9bb8c, 2026-07-31):
 #: keda/Chart.yaml says version 2.20.2, appVersion 2.20.2; its values.yaml is what keda_values sets keys of, and its
 #: templates/crds/crd-scaledobjects.yaml the ScaledObject schema tests/stack/scaledobject_schema.py is written from.
-#: 2.21.1 was released later but its CRD was not read here. Not in ALL_CHARTS until the install plan installs it.
+#: 2.21.1 was released later but its CRD was not read here. Installed only when some model autoscales.
 KEDA = ChartPin(
     chart="keda",
     version="2.20.2",
@@ -154,3 +153,5 @@ KEDA = ChartPin(
     timeout_seconds=600,
     evidence=PinEvidence("https://github.com/kedacore/charts/releases/tag/v2.20.2"),
 )
+#: Every chart the install plan may install, by its key there.
+ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER, "keda": KEDA}
