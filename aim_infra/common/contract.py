@@ -54,6 +54,8 @@ OWNER_ANNOTATION = "aim.amd.com/owned-by"
 def owner_value(project: str, stack: str) -> str:
     """The ownership annotation's value for one stack: `project/stack` (both are Pulumi names, so no `/` inside)."""
     return f"{project}/{stack}"
+
+
 #: On the engine's pod template, for people and `kubectl describe`: what the pod runs. A changed value rolls the pods.
 DECISION_HASH_ANNOTATION = "aim.amd.com/decision-hash"
 MODEL_ID_ANNOTATION = "aim.amd.com/model-id"

@@ -339,7 +339,9 @@ def test_open_loop_replays_poisson_arrivals_at_the_rate(serve: Any, tokenizer_di
     arrivals = sorted(chat["arrived"] for chat in engine.chats)
     schedule = guidellm_run.poisson_arrivals(24, 8.0)
     span = arrivals[-1] - arrivals[0]
-    assert schedule[-1] * 0.75 <= span <= schedule[-1] + 0.6, (span, schedule)  # slack for a busy 2-core machine
+    # The lower bound allows the first request to leave late on a busy 2-core machine (seen: the generator starting
+    # 0.6 s behind its schedule, then keeping it, spans 1.43 s of a 2.0 s schedule); all at once spans a few ms.
+    assert schedule[-1] * 0.5 <= span <= schedule[-1] + 0.6, (span, schedule)
     assert schedule[-1] > 1.5  # so "all at once" (a span of a few ms) could not pass
 
 
