@@ -410,7 +410,7 @@ def _model_replicas(value: Any) -> Any:
         low = _replica_bound(value, "min", 0)
         if low > high:
             raise _SubError(".min", _not_allowed(value["min"], f"a whole number from 0 to replicas.max ({high})"))
-        return ReplicaRange(min=low, max=high)
+        return ReplicaRange(min_replicas=low, max_replicas=high)
     try:
         return _auto_or_int(1, MAX_REPLICAS)(value)
     except ValueError:
@@ -581,11 +581,11 @@ def _distinct_names(models: list[ModelSpec], where: str) -> None:
             )
         taken[spec.name] = f"{where}[{index}].name"
         for adapter in spec.lora_modules:
-            other = taken.get(adapter) or hub_ids.get(adapter)
-            if other:
+            clash = taken.get(adapter) or hub_ids.get(adapter)
+            if clash:
                 raise _LineError(
                     f"{where}[{index}].loraModules: adapter name "
-                    f"{_not_allowed(adapter, 'a name no model or other adapter has')} ({other} is {_shown(adapter)})"
+                    f"{_not_allowed(adapter, 'a name no model or other adapter has')} ({clash} is {_shown(adapter)})"
                 )
             taken[adapter] = f"{where}[{index}].loraModules.{adapter}"
 
