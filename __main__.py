@@ -28,7 +28,7 @@ from aim_infra.stack.components.ownership_gate import OwnershipGate, OwnershipGa
 from aim_infra.stack.components.registry import LocalRegistry, LocalRegistryArgs
 from aim_infra.stack.components.smoke_test import SmokeTest, SmokeTestArgs
 from aim_infra.stack.decide import ROUTER_NAME, alert_thresholds, decide, decide_models, replica_count
-from aim_infra.stack.multi_model import declare_models, model_exports
+from aim_infra.stack.multi_model import autoscales, declare_models, model_exports
 from aim_infra.stack.outputs import (
     decision_log_lines,
     endpoint_url,
@@ -52,7 +52,9 @@ try:  # every input problem stops here, before any resource, as one line (RunErr
 except AimError as error:
     raise pulumi.RunError(str(error)) from None
 if s.multi_model:
-    plan_lines = joint_plan_log_lines(joint, autoscaled=[m.name for m in s.models if m.autoscaled])
+    by_name = {planned.name: planned for planned in joint.models}
+    scaled = [spec.name for spec in s.models if autoscales(spec, by_name[spec.name])]
+    plan_lines = joint_plan_log_lines(joint, autoscaled=scaled)
 else:
     plan_lines = decision_log_lines(decision, replicas)
 for line in [*plan_lines, *lifecycle_log_lines(stack)]:
@@ -164,7 +166,7 @@ if s.multi_model:
             namespace=s.namespace,
             router=ROUTER_NAME,
             models={m.spec.name: m.spec.model for m in served.models},
-            autoscaled=any(m.spec.autoscaled for m in served.models),
+            autoscaled=any(autoscales(m.spec, m.plan) for m in served.models),
             service_type=s.service_type,
             node_port=s.node_port,
             kubeconfig=stack.kubeconfig_path,

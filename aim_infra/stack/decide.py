@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aim_infra.common.errors import AimError
 from aim_infra.planning.detect import choose_gpu
 from aim_infra.planning.hardware import GpuSpec, load_gpus
@@ -114,7 +116,8 @@ def decide_models(settings: Settings, kube_context: str | None) -> tuple[JointPl
         check_servable(settings, spec)
     nodes, detected = target_nodes(settings, kube_context)
     requests = [model_request(spec) for spec in settings.models]
-    plan = plan_models(requests, nodes, Selector())
+    selector = Selector()
+    plan = _auto_runs_reserved(plan_models(requests, nodes, selector), settings, selector)
     for spec, planned in zip(settings.models, plan.models, strict=True):
         if not planned.meets_slo:
             missed = next(note for note in plan.notes if note.startswith(f"{planned.name} misses its SLO"))
@@ -253,3 +256,24 @@ def alert_thresholds(settings: Settings, decision: Decision) -> AlertThresholds:
         throughput_fraction=float(settings.alert_throughput_fraction),
         gpu_memory_usage=float(settings.alert_gpu_memory_usage),
     )
+
+
+def _auto_runs_reserved(plan: JointPlan, settings: Settings, selector: Selector) -> JointPlan:
+    """`replicas: auto` with no autoscaler runs every replica the plan placed or reserved for the model (as a single
+    model's `auto` fills its node): GPUs reserved for a scale-up nothing would make would sit idle. The estimate is
+    redone at that count."""
+    models = []
+    for spec, planned in zip(settings.models, plan.models, strict=True):
+        if spec.replicas == "auto" and planned.reserved:
+            count = planned.replicas + len(planned.reserved)
+            planned = replace(
+                planned,
+                decision=selector.with_replicas(planned.decision, count),
+                min_replicas=count,
+                replicas=count,
+                max_replicas=count,
+                placement=planned.placement + planned.reserved,
+                reserved=(),
+            )
+        models.append(planned)
+    return replace(plan, models=tuple(models), free_after_placement=dict(plan.free))

@@ -96,6 +96,12 @@ def declare_models(
     return ServedModels(served, router)
 
 
+def autoscales(spec: ModelSpec, planned: ModelPlan) -> bool:
+    """KEDA scales the model: it has replica bounds and the GPUs left room between them (bounds the plan had to
+    narrow to one count, e.g. 1–2 on a node with room for 1, are a fixed count: no ScaledObject that cannot act)."""
+    return spec.autoscaled and planned.min_replicas < planned.max_replicas
+
+
 def _declare_model(shared: _Stack, spec: ModelSpec, planned: ModelPlan, first: AimEngine | None) -> ServedModel:
     """One model: its GPU gate, engine, NetworkPolicies, monitoring and (with replica bounds) ScaledObject."""
     s, addons, decision = shared.config.settings, shared.addons, planned.decision
@@ -157,7 +163,7 @@ def _engine(shared: _Stack, spec: ModelSpec, planned: ModelPlan, first: AimEngin
             api_key=shared.config.api_key if first is None else first.api_key,
             api_proxy_image=s.api_proxy_image,
             shared_namespace=None if first is None else first.namespace,
-            autoscaled=spec.autoscaled,
+            autoscaled=autoscales(spec, planned),
             depends_on=[*addons.ready, gate, *([shared.admission] if shared.admission else [])],
         ),
         opts=shared.kubernetes,
@@ -167,8 +173,9 @@ def _engine(shared: _Stack, spec: ModelSpec, planned: ModelPlan, first: AimEngin
 def _monitoring(
     shared: _Stack, spec: ModelSpec, planned: ModelPlan, engine: AimEngine, *, shared_parts: bool
 ) -> Monitoring:
-    """The model's ServiceMonitor (KEDA reads its metrics from Prometheus) and alerts; the namespace-wide recording
-    rules and dashboards with the first model only (`shared_parts`)."""
+    """The model's ServiceMonitor (KEDA reads its metrics from Prometheus), estimate series and alerts, each reading
+    only this model's series; the namespace-wide recording rules and the per-model dashboards with the first model
+    only (`shared_parts`)."""
     s, addons, decision = shared.config.settings, shared.addons, planned.decision
     return Monitoring(
         f"{spec.name}-monitoring",
@@ -183,7 +190,7 @@ def _monitoring(
             startup_budget_seconds=startup_budget_seconds(decision),
             thresholds=alert_thresholds(s, decision),
             shared=shared_parts,
-            estimate=False,
+            per_model=True,
             depends_on=[addons.releases["monitoring"], engine.namespace],
         ),
         opts=shared.kubernetes,
@@ -236,7 +243,7 @@ def _scaled_object(
 ) -> KubernetesObject | None:
     """KEDA's ScaledObject for a model with replica bounds: between its min and the replicas whose GPUs the plan
     reserved, on the requests one replica sustains within its SLO (the performance model's target)."""
-    if not spec.autoscaled:
+    if not autoscales(spec, planned):
         return None
     s = stack.settings
     decision = planned.decision
@@ -274,7 +281,7 @@ def model_exports(models: ServedModels) -> dict[str, dict[str, Any]]:
             "replicas": m.plan.replicas,
             "minReplicas": m.plan.min_replicas,
             "maxReplicas": m.plan.max_replicas,
-            "autoscaled": m.spec.autoscaled,
+            "autoscaled": autoscales(m.spec, m.plan),
             "placement": list(m.plan.placement),
         }
         for m in models.models

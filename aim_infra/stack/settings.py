@@ -571,6 +571,15 @@ def _distinct_names(models: list[ModelSpec], where: str) -> None:
     """Model names are unique (they name objects and URLs). An adapter's name is the `model` clients send for it, so
     it may be no model's name or Hub id (whichever the endpoint routes by) and no other adapter's."""
     hub_ids = {spec.model: f"{where}[{index}].model" for index, spec in reversed(list(enumerate(models)))}
+    for index, spec in enumerate(models):
+        # Clients pick a model by its Hub id (the OpenAI `model` field the router routes on): two entries serving the
+        # same id would share its name on the endpoint and each autoscaler would count the other's requests.
+        first = hub_ids[spec.model]
+        if first != f"{where}[{index}].model":
+            raise _LineError(
+                f"{where}[{index}].model: {_not_allowed(spec.model, 'a Hub id no other model serves')} "
+                f"({first} is {_shown(spec.model)}): list each model once and size it with its replicas"
+            )
     taken: dict[str, str] = {}
     for index, spec in enumerate(models):
         if spec.name in taken:

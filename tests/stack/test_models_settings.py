@@ -240,7 +240,15 @@ BAD: list[tuple[Any, str]] = [
     ([{**ENTRY, "loraModules": {"a=b": {"model": "o/x"}}}], "aim:models[0].loraModules: adapter name 'a=b' is not"),
     ([{**ENTRY, "loraModules": {"chat": {"model": "o/x"}}}], "aim:models[0].loraModules: adapter name 'chat' is not"),
     (
-        [ENTRY, {"name": "b", "model": "x/y", "loraModules": {"sql": {"model": "o/x"}}}, {**ENTRY, "name": "sql"}],
+        [ENTRY, {**ENTRY, "name": "other"}],
+        "aim:models[1].model: '" + ENTRY["model"] + "' is not allowed: expected a Hub id no",
+    ),
+    (
+        [
+            ENTRY,
+            {"name": "b", "model": "x/y", "loraModules": {"sql": {"model": "o/x"}}},
+            {**ENTRY, "name": "sql", "model": "z/w"},
+        ],
         "aim:models[2].name: 'sql' is not allowed: expected a name no other model or adapter has "
         "(aim:models[1].loraModules.sql is 'sql')",
     ),

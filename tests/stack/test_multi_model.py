@@ -4,15 +4,20 @@ Pulumi.multi.yaml (chat, small and mid on one 8 × MI300X node, each autoscaled 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from aim_infra.common.errors import AimError
+from aim_infra.planning.monitoring import dashboards, names, rules
 from aim_infra.stack.plan import PlanResult, kubernetes_objects, load_stack_config, run_stack
+from tests.planning.monitoring.test_rules_promtool import const, expected_alerts, growing, run_promtool, series
 from tests.stack.components.test_autoscaling_builders import assert_valid_scaled_object
 from tests.stack.test_manifests import CRD_GROUPS, KUBERNETES_VERSION
 
@@ -276,3 +281,168 @@ def test_what_the_models_cannot_run_with_is_one_line(overrides: dict[str, str], 
     assert result.error is not None and "\n" not in result.error
     assert result.error.startswith(error), result.error
     assert result.resources == []
+
+
+# ------------------------------------------------------------------------------------------------ monitoring
+
+PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+THROUGHPUT_ALERT = "AimThroughputBelowEstimate"
+
+
+def rule_groups(result: PlanResult) -> list[dict[str, Any]]:
+    """Every group of every model's PrometheusRule, in aim:models order: one rule file, as Prometheus loads them."""
+    by_name = {r.inputs["metadata"]["name"]: r.inputs["spec"]["groups"] for r in result.of_type(PROMETHEUS_RULE)}
+    assert sorted(by_name) == sorted(MODELS)
+    return [group for model in MODELS for group in by_name[model]]
+
+
+def group_of(groups: list[dict[str, Any]], kind: str, model: str) -> dict[str, Any]:
+    [group] = [g for g in groups if g["name"] == f"aim.{kind}.{NAMESPACE}.{model}"]
+    return group
+
+
+def estimate_constants(group: dict[str, Any]) -> dict[str, float]:
+    return {
+        r["record"]: float(r["expr"].removeprefix("vector(").removesuffix(")"))
+        for r in group["rules"]
+        if r["expr"].startswith("vector(")
+    }
+
+
+def test_every_model_has_its_service_monitor_estimates_and_alerts(multi: PlanResult) -> None:
+    monitors = {r.inputs["metadata"]["name"]: r.inputs for r in multi.of_type(SERVICE_MONITOR)}
+    assert sorted(monitors) == sorted(MODELS)
+    groups = rule_groups(multi)
+    group_names = [g["name"] for g in groups]
+    assert len(group_names) == len(set(group_names)), group_names
+    assert group_names.count("aim.recording") == 1
+    for model in MODELS:
+        # Each model's monitor selects its own engine's metrics Service, no other's.
+        selected = monitors[model]["spec"]["selector"]["matchLabels"]
+        services = [
+            s.inputs["metadata"]["name"]
+            for s in multi.of_type("kubernetes:core/v1:Service")
+            if s.inputs["metadata"]["name"].endswith("-metrics")
+            and selected.items() <= s.inputs["metadata"]["labels"].items()
+        ]
+        assert services == [f"{model}-metrics"], (model, services)
+        estimate = group_of(groups, "estimate", model)
+        labels = estimate["rules"][0]["labels"]
+        assert labels["recipe"] == multi.outputs["models"][model]["recipe"]
+        alerts = {r["alert"]: r for r in group_of(groups, "alerts", model)["rules"]}
+        assert set(alerts) == set(rules.RUNBOOKS)
+        pinned = f'recipe="{labels["recipe"]}", model="{labels["model"]}"'
+        assert pinned in alerts[THROUGHPUT_ALERT]["expr"] and pinned in alerts["AimQueueDepthHigh"]["expr"]
+        assert f'pod=~"{model}-[a-z0-9]+-[a-z0-9]+"' in alerts["AimEngineRestarting"]["expr"]
+    recipes = {group_of(groups, "estimate", m)["rules"][0]["labels"]["recipe"] for m in MODELS}
+    assert len(recipes) == len(MODELS), "two models with one recipe and model would share their aim: series"
+
+
+def test_no_two_recording_rules_record_the_same_series(multi: PlanResult) -> None:
+    groups = rule_groups(multi)
+    assert rules.recording_collisions(groups) == []
+    at_load = [r for g in groups for r in g["rules"] if r.get("record") == names.ESTIMATE_AT_LOAD_LOW]
+    assert len(at_load) == len(MODELS)
+    assert len({rules.pinned_labels(r)["recipe"] for r in at_load}) == len(MODELS)
+
+
+def test_promtool_checks_the_whole_multi_model_rule_file(multi: PlanResult, tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules.rule_file(rule_groups(multi)), encoding="utf-8")
+    check = run_promtool("check", "rules", path.name, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS" in check.stdout
+
+
+def low_end_at(constants: dict[str, float], running: float) -> float:
+    """One pod's low end of the estimate at `running` requests, from the model's own recorded constants."""
+    step = constants[names.ESTIMATE_STEP_BASE] + running * constants[names.ESTIMATE_STEP_PER_SEQUENCE]
+    factor = constants[names.ESTIMATE_WORKLOAD_FACTOR] * constants[names.ESTIMATE_THROUGHPUT_LOW_RATIO]
+    return running / step * factor
+
+
+@pytest.mark.parametrize(("slow", "healthy"), [("chat", "small"), ("small", "chat")])
+def test_the_throughput_alert_fires_for_the_slow_model_only(
+    multi: PlanResult, slow: str, healthy: str, tmp_path: Path
+) -> None:
+    """Two models under the same load in one namespace: the one generating below its own estimate's low end pages,
+    once; the other, at its low end, stays silent (with namespace-wide rules both groups would page for the first)."""
+    groups = rule_groups(multi)
+    running = 16
+    inputs: list[dict[str, str]] = []
+    expected: dict[str, tuple[dict[str, str], int]] = {}
+    alert_rules = {
+        model: next(r for r in group_of(groups, "alerts", model)["rules"] if r["alert"] == THROUGHPUT_ALERT)
+        for model in (slow, healthy)
+    }
+    for model in (slow, healthy):
+        estimate = group_of(groups, "estimate", model)
+        labels = dict(estimate["rules"][0]["labels"])
+        [fraction] = re.findall(r"([0-9.]+) \* avg_over_time", alert_rules[model]["expr"])
+        low = low_end_at(estimate_constants(estimate), running)
+        rate = math.floor(0.5 * float(fraction) * low) if model == slow else math.ceil(low)
+        assert rate > 0
+        expected[model] = (labels, rate)
+        pod = f"{model}-7c9d8f6b5-x2k4q"
+        ksm = names.KSM_LABEL
+        inputs.append(
+            series(
+                "kube_pod_labels",
+                {
+                    "job": "kube-state-metrics",
+                    "namespace": NAMESPACE,
+                    "pod": pod,
+                    ksm["aim.amd.com/recipe"]: labels["recipe"],
+                    ksm["aim.amd.com/model"]: labels["model"],
+                    ksm["aim.amd.com/gpu"]: labels["gpu"],
+                    ksm["app.kubernetes.io/instance"]: model,
+                },
+                const(1),
+            )
+        )
+        scraped = {"job": f"{model}-metrics", "namespace": NAMESPACE, "pod": pod, "engine": "0"}
+        scraped["model_name"] = multi.outputs["models"][model]["model"]
+        inputs.append(series("vllm:num_requests_running", scraped, const(running)))
+        inputs.append(series("vllm:generation_tokens_total", scraped, growing(rate * 60)))
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules.rule_file(groups), encoding="utf-8")
+    labels, rate = expected[slow]
+    tests = {
+        "rule_files": [path.name],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": f"{slow} slow, {healthy} at its low end",
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "30m",
+                        "alertname": THROUGHPUT_ALERT,
+                        "exp_alerts": expected_alerts(alert_rules[slow], [(labels, rate)]),
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
+    result = run_promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboards_are_declared_once_with_a_row_per_model(multi: PlanResult) -> None:
+    maps = [
+        r.inputs
+        for r in multi.of_type("kubernetes:core/v1:ConfigMap")
+        if r.inputs["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    assert sorted(key for m in maps for key in m["data"]) == sorted(dashboards.DASHBOARDS)
+    for config_map in maps:
+        [(key, text)] = config_map["data"].items()
+        assert text == dashboards.dashboard_json(key, per_model=True) != dashboards.dashboard_json(key)
+        model = json.loads(text)
+        variables = {v["name"]: v for v in model["templating"]["list"]}
+        [repeat] = [p["repeat"] for p in model["panels"] if p["type"] == "row" and p.get("repeat")]
+        assert variables[repeat]["multi"] and variables[repeat]["includeAll"]
+        assert repeat in ("model", "model_name")
