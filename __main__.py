@@ -27,8 +27,16 @@ from aim_infra.stack.components.network_policy import EngineNetworkPolicy, Engin
 from aim_infra.stack.components.ownership_gate import OwnershipGate, OwnershipGateArgs
 from aim_infra.stack.components.registry import LocalRegistry, LocalRegistryArgs
 from aim_infra.stack.components.smoke_test import SmokeTest, SmokeTestArgs
-from aim_infra.stack.decide import alert_thresholds, decide, replica_count
-from aim_infra.stack.outputs import decision_log_lines, endpoint_url, lifecycle_log_lines, verification_commands
+from aim_infra.stack.decide import ROUTER_NAME, alert_thresholds, decide, decide_models, replica_count
+from aim_infra.stack.multi_model import autoscales, declare_models, model_exports
+from aim_infra.stack.outputs import (
+    decision_log_lines,
+    endpoint_url,
+    joint_plan_log_lines,
+    lifecycle_log_lines,
+    router_verification_commands,
+    verification_commands,
+)
 from aim_infra.stack.settings import read_stack_config
 
 ENGINE = "aim-engine"
@@ -36,11 +44,20 @@ ENGINE = "aim-engine"
 try:  # every input problem stops here, before any resource, as one line (RunError prints no traceback)
     stack = read_stack_config()
     s = stack.settings
-    decision, gpu_labels_seen = decide(s, stack.kube_context)
-    replicas, decision = replica_count(s, decision)
+    if s.multi_model:  # aim:models: every model's recipe and replicas planned together on the nodes' GPUs
+        joint, gpu_labels_seen = decide_models(s, stack.kube_context)
+    else:
+        decision, gpu_labels_seen = decide(s, stack.kube_context)
+        replicas, decision = replica_count(s, decision)
 except AimError as error:
     raise pulumi.RunError(str(error)) from None
-for line in [*decision_log_lines(decision, replicas), *lifecycle_log_lines(stack)]:
+if s.multi_model:
+    by_name = {planned.name: planned for planned in joint.models}
+    scaled = [spec.name for spec in s.models if autoscales(spec, by_name[spec.name])]
+    plan_lines = joint_plan_log_lines(joint, autoscaled=scaled)
+else:
+    plan_lines = decision_log_lines(decision, replicas)
+for line in [*plan_lines, *lifecycle_log_lines(stack)]:
     pulumi.log.info(line)
 
 cluster = (
@@ -126,147 +143,177 @@ admission = (
     else None
 )
 
-# Fails `pulumi up` within minutes, saying what the nodes offer, when they cannot give every replica its GPUs.
-gpus = GpuGate(
-    "gpu-ready",
-    GpuGateArgs(
-        gpu=decision.gpu.name,
-        count=decision.recipe.gpu_count,
-        replicas=replicas,
-        one_node=s.cache_access_mode == "ReadWriteOnce",
-        kube_context=stack.kube_context,
-        kubeconfig=kubeconfig,
-        depends_on=addons.ready,
-    ),
-)
-
-engine = AimEngine(
-    ENGINE,
-    AimEngineArgs(
-        decision=decision,
+if s.multi_model:
+    served = declare_models(
+        stack,
+        joint,
+        gpu_labels_seen=gpu_labels_seen,
         image=image,
-        namespace=s.namespace,
-        model_id=s.model,
-        model_revision=s.model_revision_or_none,
-        replicas=replicas,
-        service_type=s.service_type,
-        node_port=s.node_port,
-        cache_size=None if s.cache_size == "auto" else s.cache_size,
-        storage_class=s.storage_class or addons.storage_class_name,
-        cache_access_mode=s.cache_access_mode,
-        retain_model_cache=s.keeps_model_cache,
-        render_group_id=s.render_group_id,
-        require_gpu_labels=gpu_labels_seen or s.amd_gpu_plugin,
-        hf_token=stack.hf_token,
-        api_key=stack.api_key,  # None: the engine generates one
-        api_proxy_image=s.api_proxy_image,
-        api_allowed_cidrs=s.api_allowed_cidrs,
-        depends_on=[*addons.ready, gpus, *([admission] if admission else [])],
-    ),
-    opts=kubernetes,
-)
-
-EngineNetworkPolicy(
-    "aim-network",
-    EngineNetworkPolicyArgs(
-        namespace=s.namespace,
-        pod_selector=engine.selector_labels,
-        api_port=API_PORT,
-        metrics_port=METRICS_PORT,
-        download_pod_selector=engine.model_download.pod_selector,
-        cluster_cidrs=[s.pod_cidr],
-        allowed_cidrs=s.api_allowed_cidrs,
-        allowed_namespaces=s.api_allowed_namespaces,
-        monitoring_namespace=(addons.monitoring_namespace or "monitoring") if s.monitoring else None,
-        air_gapped=s.air_gapped,
-        depends_on=[engine.namespace],
-    ),
-    opts=kubernetes,
-)
-if s.monitoring:
-    Monitoring(
-        "monitoring",
-        MonitoringArgs(
+        addons=addons,
+        admission=admission,
+        kubeconfig=kubeconfig,
+        kubernetes=kubernetes,
+    )
+    ownership.seal()  # every Kubernetes object is declared above: the gate's list is complete
+    pulumi.export("models", model_exports(served))
+    pulumi.export("namespace", s.namespace)
+    pulumi.export("image", image)
+    pulumi.export("apiKey", pulumi.Output.secret(served.api_key))  # `pulumi stack output apiKey --show-secrets`
+    pulumi.export("endpoint", endpoint_url(s.service_type, s.node_port, ROUTER_NAME, s.namespace))
+    pulumi.export(
+        "verify",
+        router_verification_commands(
             namespace=s.namespace,
-            engine_name=ENGINE,
-            selector_labels=engine.selector_labels,
-            monitoring_namespace=addons.monitoring_namespace or "monitoring",
-            release_name=addons.monitoring_release_name or "kube-prometheus-stack",
-            decision_summary=decision.summary(),
+            router=ROUTER_NAME,
+            models={m.spec.name: m.spec.model for m in served.models},
+            autoscaled=any(autoscales(m.spec, m.plan) for m in served.models),
+            service_type=s.service_type,
+            node_port=s.node_port,
+            kubeconfig=stack.kubeconfig_path,
+        ),
+    )
+else:
+    # Fails `pulumi up` within minutes, saying what the nodes offer, when they cannot give every replica its GPUs.
+    gpus = GpuGate(
+        "gpu-ready",
+        GpuGateArgs(
+            gpu=decision.gpu.name,
+            count=decision.recipe.gpu_count,
             replicas=replicas,
-            startup_budget_seconds=startup_budget_seconds(decision),
-            thresholds=alert_thresholds(s, decision),
-            depends_on=[addons.releases["monitoring"], engine.namespace],
+            one_node=s.cache_access_mode == "ReadWriteOnce",
+            kube_context=stack.kube_context,
+            kubeconfig=kubeconfig,
+            depends_on=addons.ready,
+        ),
+    )
+
+    engine = AimEngine(
+        ENGINE,
+        AimEngineArgs(
+            decision=decision,
+            image=image,
+            namespace=s.namespace,
+            model_id=s.model,
+            model_revision=s.model_revision_or_none,
+            replicas=replicas,
+            service_type=s.service_type,
+            node_port=s.node_port,
+            cache_size=None if s.cache_size == "auto" else s.cache_size,
+            storage_class=s.storage_class or addons.storage_class_name,
+            cache_access_mode=s.cache_access_mode,
+            retain_model_cache=s.keeps_model_cache,
+            render_group_id=s.render_group_id,
+            require_gpu_labels=gpu_labels_seen or s.amd_gpu_plugin,
+            hf_token=stack.hf_token,
+            api_key=stack.api_key,  # None: the engine generates one
+            api_proxy_image=s.api_proxy_image,
+            api_allowed_cidrs=s.api_allowed_cidrs,
+            depends_on=[*addons.ready, gpus, *([admission] if admission else [])],
         ),
         opts=kubernetes,
     )
 
-smoke = None
-if s.smoke_test:
-    smoke = SmokeTest(
-        "smoke-test",
-        SmokeTestArgs(
+    EngineNetworkPolicy(
+        "aim-network",
+        EngineNetworkPolicyArgs(
             namespace=s.namespace,
-            service=ENGINE,
-            service_port=API_PORT,
+            pod_selector=engine.selector_labels,
+            api_port=API_PORT,
+            metrics_port=METRICS_PORT,
+            download_pod_selector=engine.model_download.pod_selector,
+            cluster_cidrs=[s.pod_cidr],
+            allowed_cidrs=s.api_allowed_cidrs,
+            allowed_namespaces=s.api_allowed_namespaces,
+            monitoring_namespace=(addons.monitoring_namespace or "monitoring") if s.monitoring else None,
+            air_gapped=s.air_gapped,
+            depends_on=[engine.namespace],
+        ),
+        opts=kubernetes,
+    )
+    if s.monitoring:
+        Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                namespace=s.namespace,
+                engine_name=ENGINE,
+                selector_labels=engine.selector_labels,
+                monitoring_namespace=addons.monitoring_namespace or "monitoring",
+                release_name=addons.monitoring_release_name or "kube-prometheus-stack",
+                decision_summary=decision.summary(),
+                replicas=replicas,
+                startup_budget_seconds=startup_budget_seconds(decision),
+                thresholds=alert_thresholds(s, decision),
+                depends_on=[addons.releases["monitoring"], engine.namespace],
+            ),
+            opts=kubernetes,
+        )
+
+    smoke = None
+    if s.smoke_test:
+        smoke = SmokeTest(
+            "smoke-test",
+            SmokeTestArgs(
+                namespace=s.namespace,
+                service=ENGINE,
+                service_port=API_PORT,
+                model_id=s.model,
+                recipe_id=decision.recipe.id,
+                decision_hash=decision_hash(decision, ""),
+                image=image,
+                api_key_secret=engine.api_key_secret_ref,
+                kube_context=stack.kube_context,
+                kubeconfig=kubeconfig,
+                depends_on=[engine],
+            ),
+        )
+
+    # Measure the live endpoint at the workload the estimate was made for, and export measured beside estimated.
+    benchmark = None
+    if s.benchmark:
+        estimate = decision.summary()["estimate"]
+        benchmark = LiveBenchmark(
+            "benchmark",
+            LiveBenchmarkArgs(
+                namespace=s.namespace,
+                service=ENGINE,
+                service_port=API_PORT,
+                model_id=s.model,
+                model_revision=s.model_revision_or_none,
+                estimate=estimate,
+                recipe_id=decision.recipe.id,
+                decision_hash=decision_hash(decision, ""),
+                image=image,
+                workload=estimate["workload"],
+                api_key_secret=engine.api_key_secret_ref,
+                hf_token_secret=f"{ENGINE}-hf-token:HF_TOKEN" if engine.hf_token_secret else None,
+                kube_context=stack.kube_context,
+                kubeconfig=kubeconfig,
+                depends_on=[engine, *([smoke] if smoke else [])],
+            ),
+        )
+
+    ownership.seal()  # every Kubernetes object is declared above: the gate's list is complete
+
+    pulumi.export("recipe", {k: v for k, v in decision.summary().items() if k != "candidates"})
+    pulumi.export("recipeExplanation", explain_decision(decision))
+    pulumi.export("vllmArgs", decision.vllm_args)
+    pulumi.export("namespace", s.namespace)
+    pulumi.export("image", image)
+    pulumi.export("apiKey", pulumi.Output.secret(engine.api_key))  # `pulumi stack output apiKey --show-secrets`
+    pulumi.export("endpoint", endpoint_url(s.service_type, s.node_port, ENGINE, s.namespace))
+    pulumi.export(
+        "verify",
+        verification_commands(
+            namespace=s.namespace,
+            name=ENGINE,
             model_id=s.model,
-            recipe_id=decision.recipe.id,
-            decision_hash=decision_hash(decision, ""),
-            image=image,
-            api_key_secret=engine.api_key_secret_ref,
-            kube_context=stack.kube_context,
-            kubeconfig=kubeconfig,
-            depends_on=[engine],
+            service_type=s.service_type,
+            node_port=s.node_port,
+            api_key=True,  # always one: configured or generated (stack output apiKey)
+            download_job=engine.model_download.job_name,
+            monitoring=s.monitoring,
+            kubeconfig=stack.kubeconfig_path,
         ),
     )
-
-# Measure the live endpoint at the workload the estimate was made for, and export measured beside estimated.
-benchmark = None
-if s.benchmark:
-    estimate = decision.summary()["estimate"]
-    benchmark = LiveBenchmark(
-        "benchmark",
-        LiveBenchmarkArgs(
-            namespace=s.namespace,
-            service=ENGINE,
-            service_port=API_PORT,
-            model_id=s.model,
-            model_revision=s.model_revision_or_none,
-            estimate=estimate,
-            recipe_id=decision.recipe.id,
-            decision_hash=decision_hash(decision, ""),
-            image=image,
-            workload=estimate["workload"],
-            api_key_secret=engine.api_key_secret_ref,
-            hf_token_secret=f"{ENGINE}-hf-token:HF_TOKEN" if engine.hf_token_secret else None,
-            kube_context=stack.kube_context,
-            kubeconfig=kubeconfig,
-            depends_on=[engine, *([smoke] if smoke else [])],
-        ),
-    )
-
-ownership.seal()  # every Kubernetes object is declared above: the gate's list is complete
-
-pulumi.export("recipe", {k: v for k, v in decision.summary().items() if k != "candidates"})
-pulumi.export("recipeExplanation", explain_decision(decision))
-pulumi.export("vllmArgs", decision.vllm_args)
-pulumi.export("namespace", s.namespace)
-pulumi.export("image", image)
-pulumi.export("apiKey", pulumi.Output.secret(engine.api_key))  # `pulumi stack output apiKey --show-secrets`
-pulumi.export("endpoint", endpoint_url(s.service_type, s.node_port, ENGINE, s.namespace))
-pulumi.export(
-    "verify",
-    verification_commands(
-        namespace=s.namespace,
-        name=ENGINE,
-        model_id=s.model,
-        service_type=s.service_type,
-        node_port=s.node_port,
-        api_key=True,  # always one: configured or generated (stack output apiKey)
-        download_job=engine.model_download.job_name,
-        monitoring=s.monitoring,
-        kubeconfig=stack.kubeconfig_path,
-    ),
-)
-if benchmark is not None:
-    pulumi.export("benchmark", benchmark.result)
+    if benchmark is not None:
+        pulumi.export("benchmark", benchmark.result)

@@ -78,3 +78,18 @@ VLLM_INTERNAL_PORT = 8080
 #: The serving container of the engine pod: the alerts (planning/monitoring/rules.py) select it by name, the recipe
 #: admission policy checks its GPU limit and parallelism flags, host programs read its logs (`-c vllm`).
 ENGINE_CONTAINER = "vllm"
+
+# ------------------------------------------------------------------------------------------------------- the router
+
+#: `app.kubernetes.io/name` of the model router's pods (stack/manifests/router.py): never the engine's, so the router
+#: never discovers itself as an engine and no engine Service, PDB or NetworkPolicy selects it.
+ROUTER_APP_NAME = "aim-router"
+#: `app.kubernetes.io/component` of the router's objects.
+ROUTER_COMPONENT = "router"
+#: The router container (the vLLM production-stack router) of the router pod; its logs: `kubectl logs -c router`.
+ROUTER_CONTAINER = "router"
+#: The router listens here on 127.0.0.1 only, behind the API proxy on API_PORT, as vLLM does on VLLM_INTERNAL_PORT.
+ROUTER_INTERNAL_PORT = 8081
+#: The label selector the router discovers engines by: every model's engine pods carry ENGINE_APP_NAME (the download
+#: Job's pods carry DOWNLOAD_APP_NAME, the router's ROUTER_APP_NAME), whatever their instance.
+ENGINE_DISCOVERY_SELECTOR = f"{NAME_LABEL}={ENGINE_APP_NAME}"

@@ -1,4 +1,4 @@
-"""Human-readable explanations of a decision, the catalogue and the GPU list, as plain-text tables."""
+"""Human-readable explanations of a decision, a joint plan, the catalogue and the GPU list, as plain-text tables."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from aim_infra.planning.catalogue import RecipeCatalogue
 from aim_infra.planning.hardware import GpuCatalogue
+from aim_infra.planning.packing import JointPlan, ModelPlan
 from aim_infra.planning.selection import Decision
 
 
@@ -103,6 +104,56 @@ def capacity_rows(decision: Decision) -> tuple[tuple[str, ...], list[tuple[objec
         "$/1M",
         "WHY",
     )
+    return headers, rows
+
+
+def packing_table(plan: JointPlan) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
+    """The joint plan, one row per model: recipe, GPUs (total = replicas × per replica), replicas min–max, the
+    estimate at its workload (with its range, as the single-model estimate prints it), whether its SLO is met, and
+    the nodes its replicas go to. `table(*packing_table(plan))` prints it; `plan.notes` and `plan.free_text()`
+    belong under it."""
+
+    def ranged(plan_model: ModelPlan, key: str, fmt: str) -> str:
+        est = plan_model.decision.estimate
+        low, high = est.ranges[key]
+        return f"~{format(getattr(est, key), fmt)} ({_span(low, high, fmt)})"
+
+    def replicas(m: ModelPlan) -> str:
+        text = f"{m.min_replicas}–{m.max_replicas}"
+        if m.wanted_max is None:
+            return f"{text} (auto)"
+        return f"{text} (of {m.wanted_max} asked)" if m.scale_limited else text
+
+    def slo(m: ModelPlan) -> str:
+        workload = m.decision.workload
+        if not m.decision.sized or (not workload.has_slo and workload.requests_per_second is None):
+            return "none set"
+        return "met" if m.meets_slo else "MISSED"
+
+    def nodes(m: ModelPlan) -> str:
+        text = ", ".join(f"{node} ×{m.placement.count(node)}" for node in dict.fromkeys(m.placement))
+        if m.reserved:
+            text += "; reserved " + ", ".join(f"{node} ×{m.reserved.count(node)}" for node in dict.fromkeys(m.reserved))
+        return text
+
+    rows: list[tuple[object, ...]] = []
+    for m in plan.models:
+        recipe = m.decision.recipe
+        pipeline = f" × PP {recipe.pipeline_parallel_size}" if recipe.pipeline_parallel_size > 1 else ""
+        rows.append(
+            (
+                m.name,
+                recipe.id,
+                f"{m.gpus} = {m.replicas} × {m.gpus_per_replica} (TP {recipe.tensor_parallel_size}{pipeline})",
+                replicas(m),
+                ranged(m, "output_tokens_per_s", ",.0f"),
+                ranged(m, "ttft_p95_ms", ",.0f"),
+                ranged(m, "tpot_p95_ms", ",.1f"),
+                slo(m),
+                nodes(m),
+            )
+        )
+    headers = ("MODEL", "RECIPE", "GPUS", "REPLICAS", "TOK/S", "TTFT P95 MS", "TPOT P95 MS", "SLO", "NODES")
     return headers, rows
 
 

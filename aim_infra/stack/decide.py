@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aim_infra.common.errors import AimError
 from aim_infra.planning.detect import choose_gpu
 from aim_infra.planning.hardware import GpuSpec, load_gpus
 from aim_infra.planning.monitoring.rules import AlertThresholds, default_thresholds
+from aim_infra.planning.packing import JointPlan, ModelPlan, ModelRequest, NodeInventory, plan_models
 from aim_infra.planning.revision import is_commit
 from aim_infra.planning.selection import Decision, Selector
 from aim_infra.stack.cluster import discover_gpus, discover_host_gpus
 from aim_infra.stack.model_sources import resolve_model
-from aim_infra.stack.settings import Settings, quantity_bytes
+from aim_infra.stack.settings import ModelSpec, Settings, quantity_bytes
+
+#: The node name joint planning gives the GPUs stated by hand (aim:gpu + aim:gpuCount) or read from this host
+#: (clusterBootstrap kubeadm, before it is a node): one node of that many GPUs.
+CONFIGURED_NODE = "configured-node"
+#: The router in front of several models: its objects are named after it, so no model may take this name.
+ROUTER_NAME = "aim-router"
 
 
 def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSpec, int, bool]:
@@ -58,6 +67,114 @@ def decide(settings: Settings, kube_context: str | None) -> tuple[Decision, bool
     return decision, detected
 
 
+def target_nodes(settings: Settings, kube_context: str | None) -> tuple[list[NodeInventory], bool]:
+    """The nodes joint planning packs the models onto, and whether their GPU type came from node labels. By hand
+    (aim:gpu and aim:gpuCount) or from this host (kubeadm): one node of that many GPUs. Otherwise every GPU node the
+    cluster advertises, of the type aim:gpu names (when not auto), each with aim:gpuCount GPUs (when not auto)."""
+    if settings.cluster_bootstrap == "kubeadm" or (settings.gpu != "auto" and settings.gpu_count != "auto"):
+        gpu, count, detected = target_hardware(settings, kube_context)
+        return [NodeInventory(node=CONFIGURED_NODE, gpu=gpu, free_gpus=count)], detected
+    found = discover_gpus(kube_context)
+    if settings.gpu != "auto":
+        wanted = load_gpus().get(settings.gpu)
+        found = [n for n in found if n.gpu.name == wanted.name]
+        if not found:
+            raise AimError(f"aim:gpu {settings.gpu}: no node advertises that GPU; set aim:gpuCount or check the nodes")
+    elif found:
+        # Joint planning takes nodes of one GPU type: the type decide() would choose for one model.
+        chosen = choose_gpu(found).gpu
+        found = [n for n in found if (n.gpu.name, n.gpu.memory_gib) == (chosen.name, chosen.memory_gib)]
+    else:
+        choose_gpu(found)  # its one line: no node advertises a GPU
+    fixed = None if settings.gpu_count == "auto" else int(settings.gpu_count)
+    return [NodeInventory(node=n.node, gpu=n.gpu, free_gpus=n.count if fixed is None else fixed) for n in found], True
+
+
+def model_request(spec: ModelSpec) -> ModelRequest:
+    """One aim:models entry as joint planning takes it: its profile resolved as decide() resolves aim:model, its
+    replica bounds (auto: the plan's)."""
+    profile = resolve_model(spec.model, spec.model_revision_or_none, local=False)
+    bounds = spec.replica_bounds
+    return ModelRequest(
+        name=spec.name,
+        profile=profile,
+        metric=spec.metric,
+        precision=spec.precision,
+        max_model_len=None if spec.max_model_len == "auto" else int(spec.max_model_len),
+        recipe_id=spec.recipe or None,
+        extra_args=tuple(spec.vllm_extra_args),
+        workload=spec.workload,
+        min_replicas=None if bounds is None else bounds[0],
+        max_replicas=None if bounds is None else bounds[1],
+    )
+
+
+def decide_models(settings: Settings, kube_context: str | None) -> tuple[JointPlan, bool]:
+    """The joint plan of every aim:models entry on the nodes' GPUs, and whether the GPU type came from node labels.
+    A model whose SLO the plan cannot meet stops here as one line, as the single-model selector stops."""
+    for spec in settings.models:
+        check_servable(settings, spec)
+    nodes, detected = target_nodes(settings, kube_context)
+    requests = [model_request(spec) for spec in settings.models]
+    selector = Selector()
+    plan = _auto_runs_reserved(plan_models(requests, nodes, selector), settings, selector)
+    for spec, planned in zip(settings.models, plan.models, strict=True):
+        if not planned.meets_slo:
+            missed = next(note for note in plan.notes if note.startswith(f"{planned.name} misses its SLO"))
+            raise AimError(
+                f"aim:models: {missed}; free on the nodes: {plan.free_text()}. Relax the SLO, lower the load, "
+                "raise max or add GPUs"
+            )
+        check_remote_code(spec, planned.decision)
+        check_cache_size(settings, planned.decision)
+        check_model_cache_nodes(settings, planned)
+    return plan, detected
+
+
+def check_model_cache_nodes(settings: Settings, planned: ModelPlan) -> None:
+    """Every replica of a model mounts its one cache volume: a ReadWriteOncePod volume admits one pod, a ReadWriteOnce
+    volume one node; replicas the plan places (or reserves) beyond that would stay Pending."""
+    nodes = sorted(set(planned.placement) | set(planned.reserved))
+    most = planned.replicas + len(planned.reserved)
+    mode = settings.cache_access_mode
+    if mode == "ReadWriteOncePod" and most > 1:
+        raise AimError(
+            f"aim:cacheAccessMode: 'ReadWriteOncePod' is not allowed: model {planned.name} runs up to {most} replicas "
+            "and only one pod can mount such a volume; use ReadWriteOnce (replicas share one node) or ReadWriteMany"
+        )
+    if mode == "ReadWriteOnce" and len(nodes) > 1:
+        raise AimError(
+            f"aim:cacheAccessMode: 'ReadWriteOnce' is not allowed: the plan spreads model {planned.name}'s replicas "
+            f"over nodes {', '.join(nodes)} and such a volume stays on one node; set aim:cacheAccessMode "
+            "ReadWriteMany, or lower the model's replicas.max"
+        )
+
+
+def check_servable(settings: Settings, spec: ModelSpec) -> None:
+    """What the program cannot serve yet, or not without another setting, as one line before anything is planned."""
+    where = f"aim:models: {spec.name}"
+    if spec.name == ROUTER_NAME:
+        raise AimError(f"{where}: the name is the router's (its objects are named {ROUTER_NAME}); choose another name")
+    if spec.scale_to_zero:
+        # The router answers 503 while a model has no replica; holding the request until one is up needs the KEDA
+        # HTTP add-on's interceptor in front of the model, which the stack does not install yet.
+        raise AimError(
+            f"{where}.scaleToZero: true is not supported yet: a request arriving while the model is at zero replicas "
+            "would fail instead of waiting for it to start; set replicas {min: 1, max: N} and scaleToZero false"
+        )
+    if spec.lora_modules:
+        raise AimError(
+            f"{where}.loraModules: LoRA adapters are not served yet; remove loraModules (or serve a merged model)"
+        )
+    if settings.benchmark:
+        raise AimError("aim:benchmark: true is not supported with aim:models yet (it measures one model); set it false")
+    if spec.autoscaled and not settings.monitoring:
+        raise AimError(
+            f"{where}.replicas: {spec.replica_text} needs aim:monitoring true: KEDA scales on vLLM's metrics as "
+            "Prometheus reads them; turn monitoring on or fix the replica count"
+        )
+
+
 def runs_remote_code(vllm_args: list[str]) -> bool:
     """Whether the vLLM command line lets the model repository's Python code run (recipe or aim:vllmExtraArgs)."""
     for token in vllm_args:
@@ -67,9 +184,10 @@ def runs_remote_code(vllm_args: list[str]) -> bool:
     return False
 
 
-def check_remote_code(settings: Settings, decision: Decision) -> None:
+def check_remote_code(settings: Settings | ModelSpec, decision: Decision) -> None:
     """--trust-remote-code runs the Hub repository's Python in the vLLM pod, next to the API key and HF token: only
-    code pinned by commit, so what was reviewed is what runs (a branch can change under a running stack)."""
+    code pinned by commit, so what was reviewed is what runs (a branch can change under a running stack). Takes the
+    stack's single-model keys or one aim:models entry (the same field names)."""
     if not runs_remote_code(decision.vllm_args) or is_commit(settings.model_revision):
         return
     shown = repr(settings.model_revision) if settings.model_revision else "unset"
@@ -138,3 +256,24 @@ def alert_thresholds(settings: Settings, decision: Decision) -> AlertThresholds:
         throughput_fraction=float(settings.alert_throughput_fraction),
         gpu_memory_usage=float(settings.alert_gpu_memory_usage),
     )
+
+
+def _auto_runs_reserved(plan: JointPlan, settings: Settings, selector: Selector) -> JointPlan:
+    """`replicas: auto` with no autoscaler runs every replica the plan placed or reserved for the model (as a single
+    model's `auto` fills its node): GPUs reserved for a scale-up nothing would make would sit idle. The estimate is
+    redone at that count."""
+    models = []
+    for spec, planned in zip(settings.models, plan.models, strict=True):
+        if spec.replicas == "auto" and planned.reserved:
+            count = planned.replicas + len(planned.reserved)
+            planned = replace(
+                planned,
+                decision=selector.with_replicas(planned.decision, count),
+                min_replicas=count,
+                replicas=count,
+                max_replicas=count,
+                placement=planned.placement + planned.reserved,
+                reserved=(),
+            )
+        models.append(planned)
+    return replace(plan, models=tuple(models), free_after_placement=dict(plan.free))

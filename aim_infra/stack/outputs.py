@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection
 
-from aim_infra.common.contract import API_PORT, ENGINE_CONTAINER, INSTANCE_LABEL
-from aim_infra.planning.explain import capacity_rows, estimate_lines, table
+from aim_infra.common.contract import API_PORT, ENGINE_CONTAINER, INSTANCE_LABEL, ROUTER_CONTAINER
+from aim_infra.planning.explain import capacity_rows, estimate_lines, packing_table, table
+from aim_infra.planning.packing import JointPlan
 from aim_infra.planning.selection import Decision
 from aim_infra.planning.workload import benchmark_requests
+from aim_infra.stack.manifests.autoscaling import (
+    scale_down_window_seconds,
+    scale_up_period_seconds,
+    target_concurrency,
+)
 from aim_infra.stack.manifests.sizing import progress_deadline_seconds, rolls_pod_by_pod, startup_budget_seconds
 from aim_infra.stack.settings import StackConfig
 
@@ -38,6 +45,32 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
         lines.append(f"AIM capacity: … {len(rows) - 12} more candidates (python -m aim_infra select … shows all)")
     lines += [f"AIM note: {note}" for note in decision.notes]
     lines.append(rollout_line(decision, replicas))
+    return lines
+
+
+def joint_plan_log_lines(plan: JointPlan, autoscaled: Collection[str] = ()) -> list[str]:
+    """The lines `pulumi preview` shows for several models (aim:models): the GPUs placed and reserved, the packing
+    table (model, recipe, GPUs, replicas min–max, estimate at its workload, SLO, node placement), what every model's
+    vLLM runs with, how the `autoscaled` models scale, the plan's notes and what stays free."""
+    nodes = ", ".join(f"{n.node} ({n.free_gpus} free)" for n in plan.nodes)
+    lines = [
+        f"AIM models: {len(plan.models)} on {nodes} × {plan.gpu.name}: {plan.gpus_placed} GPUs placed, "
+        f"{plan.gpus_reserved} more reserved for scaling up"
+    ]
+    lines += [f"AIM packing: {line}" for line in table(*packing_table(plan), max_width=400).splitlines()]
+    lines += [f"AIM {m.name} vllm args: {shlex.join(m.decision.vllm_args)}" for m in plan.models]
+    for m in plan.models:
+        if m.name in autoscaled:
+            budget = startup_budget_seconds(m.decision)
+            lines.append(
+                f"AIM autoscaling {m.name}: KEDA keeps {m.min_replicas}–{m.max_replicas} replicas, adding some when "
+                f"they hold more than {target_concurrency(m.decision.estimate)} requests each (running + waiting: what "
+                "one replica sustains within its SLO) or the fullest KV cache is full; up: at most doubling per "
+                f"{scale_up_period_seconds(budget)} s (the startup budget), down: one a minute after "
+                f"{scale_down_window_seconds(budget)} s below target"
+            )
+    lines += [f"AIM note: {note}" for note in plan.notes]
+    lines.append(f"AIM free: {plan.free_text()}")
     return lines
 
 
@@ -152,5 +185,44 @@ def verification_commands(
         # The configured or generated key, from the secret stack output (never printed by `pulumi up`).
         commands = {"apiKey": "export AIM_API_KEY=$(pulumi stack output apiKey --show-secrets)", **commands}
     if kubeconfig:  # the cluster the stack made: every kubectl above needs its kubeconfig
+        commands = {"kubeconfig": f"export KUBECONFIG={kubeconfig}", **commands}
+    return commands
+
+
+def router_verification_commands(
+    *,
+    namespace: str,
+    router: str,
+    models: dict[str, str],
+    autoscaled: bool,
+    service_type: str,
+    node_port: int,
+    kubeconfig: str | None = None,
+) -> dict[str, str]:
+    """Commands to paste after `pulumi up` with several models behind the router: `models` maps each model's name
+    to what it serves as (the OpenAI `model` field); one chat completion per model goes through the router."""
+    url = endpoint_url(service_type, node_port, router, namespace)
+    auth = ' -H "Authorization: Bearer $AIM_API_KEY"'
+    commands = {
+        "apiKey": "export AIM_API_KEY=$(pulumi stack output apiKey --show-secrets)",
+        "pods": f"kubectl -n {namespace} get pods -o wide",
+        "health": f"curl -fsS {url}/health && echo ok",
+        "models": f"curl -fsS{auth} {url}/v1/models",
+    }
+    for name, served in models.items():
+        body = (
+            '{"model": "' + served + '", "messages": [{"role": "user", "content": "Say hello in five words."}], '
+            '"max_tokens": 32}'
+        )
+        commands[f"chat-{name}"] = (
+            f"curl -fsS{auth} {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+        )
+    commands["routerLogs"] = f"kubectl -n {namespace} logs deploy/{router} -c {ROUTER_CONTAINER} -f"
+    commands["portForward"] = f"kubectl -n {namespace} port-forward svc/{router} {API_PORT}:{API_PORT}"
+    if autoscaled:
+        commands["scaledObjects"] = f"kubectl -n {namespace} get scaledobject,hpa"
+    if service_type == "NodePort":
+        commands = {"nodeIp": NODE_IP_COMMAND, **commands}
+    if kubeconfig:
         commands = {"kubeconfig": f"export KUBECONFIG={kubeconfig}", **commands}
     return commands

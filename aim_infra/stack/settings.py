@@ -10,7 +10,17 @@ import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aim_infra.common.errors import AimError
 from aim_infra.common.image_ref import ImageRef
@@ -53,6 +63,40 @@ MIN_CACHE_BYTES = 2**30
 POD_CIDR_PREFIXES = {4: (8, 24), 6: (48, 64)}
 IMAGE_REF = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+#: The most engine replicas one model may ask for (aim:replicas, and each bound of an aim:models entry).
+MAX_REPLICAS = 64
+#: The name the single-model keys' one model gets: the component name the program has always given its engine
+#: (`ENGINE` in __main__.py), so naming each model's objects after its name keeps today's objects as they are
+#: (aim-engine, aim-engine-model-cache, aim-engine-download-<hash>, ...): nothing is replaced or renamed.
+SINGLE_MODEL_NAME = "aim-engine"
+#: A model's name starts the names of its objects, the longest `<name>-download-<8 hex>` (a Job, whose name must fit
+#: the 63-character job-name label): 40 leaves room for that and any shorter suffix. It must start with a letter
+#: because a Service is named after it, and Service names are DNS-1035 labels.
+MODEL_NAME_MAX = 40
+MODEL_NAME = re.compile(rf"^[a-z]([-a-z0-9]{{0,{MODEL_NAME_MAX - 2}}}[a-z0-9])?$")
+MODEL_NAME_RULE = (
+    f"a DNS-1035 label of at most {MODEL_NAME_MAX} characters: lower-case letters, digits and '-', starting with a "
+    "letter (it is used in the model's object names and URL)"
+)
+#: A LoRA adapter's name is the `model` clients send for it, one vLLM `--lora-modules name=path` entry and a label
+#: value on its metrics: lower-case letters, digits, '-', '.', '_', starting and ending alphanumeric, at most 63.
+LORA_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$")
+LORA_NAME_RULE = (
+    "an adapter name of at most 63 characters: lower-case letters, digits, '-', '.' and '_', starting and ending "
+    "with a letter or digit"
+)
+#: The keys that describe the one model of a single-model stack; an aim:models entry sets each for its own model.
+SINGLE_MODEL_KEYS = (
+    "model",
+    "modelRevision",
+    "metric",
+    "precision",
+    "maxModelLen",
+    "recipe",
+    "vllmExtraArgs",
+    "workload",
+    "replicas",
 )
 
 
@@ -203,9 +247,10 @@ def _json_int(text: str) -> int | str:
     return int(text) if len(text) <= _MAX_JSON_DIGITS else text
 
 
-def _workload(value: Any) -> Any:
-    """aim:workload: Pulumi hands a stack file's object over as a JSON string (mock runs may pass the mapping).
-    Unset, empty or `{}` (Pulumi.yaml's default, so the engine always passes something) mean no workload given."""
+def _workload_at(where: str, value: Any) -> Workload | None:
+    """A workload object at key path `where` (aim:workload, aim:models[1].workload). Pulumi hands a stack file's
+    object over as a JSON string (mock runs may pass the mapping). Unset, empty or `{}` (Pulumi.yaml's default, so
+    the engine always passes something) mean no workload given."""
     if value is None or isinstance(value, Workload):
         return value
     if isinstance(value, str):
@@ -215,15 +260,37 @@ def _workload(value: Any) -> Any:
         try:
             value = json.loads(text, parse_int=_json_int)
         except (ValueError, RecursionError):  # invalid, or nested deeper than the parser's recursion limit
-            raise _KeyError(
-                "workload", value, 'a JSON object of workload keys, e.g. {"inputTokens": 2048, "concurrency": 32}'
+            raise _LineError(
+                f"{where}: {_shown(value)} is not allowed: expected a JSON object of workload keys, "
+                'e.g. {"inputTokens": 2048, "concurrency": 32}'
             ) from None
     if isinstance(value, dict) and not value:
         return None
     try:
-        return parse_workload(value, f"{NAMESPACE}:workload")
+        return parse_workload(value, where)
     except AimError as error:
         raise _LineError(str(error)) from None
+
+
+def _workload(value: Any) -> Any:
+    return _workload_at(f"{NAMESPACE}:workload", value)
+
+
+HUB_ID_RULE = "a Hugging Face model id such as Qwen/Qwen3-8B"
+
+
+def _hub_model_id(value: str) -> str:
+    """A Hub repository id, `org/name` or a bare legacy `name`: aim:model, a model of aim:models, a LoRA adapter."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?", value):
+        raise ValueError(f"expected {HUB_ID_RULE}")
+    return value
+
+
+def _hub_revision(value: str) -> str:
+    problem = revision_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 Bool = Annotated[bool, BeforeValidator(_boolean)]
@@ -233,13 +300,328 @@ Fraction = Annotated[str, BeforeValidator(_fraction)]
 AutoOrFraction = Annotated[str, BeforeValidator(_auto_or_seconds)]
 QueueDepth = Annotated[int, BeforeValidator(_integer(1, 100_000))]
 GpuCount = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
-Replicas = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, 64))]
+Replicas = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(1, MAX_REPLICAS))]
 MaxModelLen = Annotated[int | Literal["auto"], BeforeValidator(_auto_or_int(256, 10_485_760))]
 Port = Annotated[int, BeforeValidator(_integer(1024, 65535))]
 NodePort = Annotated[int, BeforeValidator(_node_port)]
 GroupId = Annotated[int, BeforeValidator(_integer(0, 2_147_483_647))]
 ArgList = Annotated[list[str], BeforeValidator(_arg_list)]
 WorkloadConfig = Annotated[Workload | None, BeforeValidator(_workload)]
+HubId = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_hub_model_id)]
+HubRevision = Annotated[str, AfterValidator(_hub_revision)]
+Metric = Literal["throughput", "latency"]
+
+
+class _SubError(ValueError):
+    """A problem below a field (`.min` of replicas, `.sql.model` of loraModules) or below a model (`.scaleToZero`):
+    the path under the object being validated and the rest of the error line."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _written(value: object) -> str:
+    """A value inside aim:models as its JSON or YAML is written: null rather than None."""
+    return "null" if value is None else _shown(value)
+
+
+def _not_allowed(value: object, allowed: str) -> str:
+    return f"{_written(value)} is not allowed: expected {allowed}"
+
+
+def _key_text(key: object) -> str:
+    """A key as written when it reads as one, else quoted: blanks, line breaks and non-strings stay on one line."""
+    text = key if isinstance(key, str) else repr(key)
+    return text if text and text.isprintable() and not any(c.isspace() for c in text) else _shown(key)
+
+
+def _unknown_key(key: object, allowed: list[str], what: str) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown {what} key; {hint}expected one of {', '.join(allowed)}"
+
+
+def _key_alias(model: type[BaseModel], name: str) -> str:
+    """The key a field is written as (its alias), whether pydantic located the error by field name or by alias."""
+    for field_name, field in model.model_fields.items():
+        if name in (field_name, field.alias):
+            return field.alias or field_name
+    return name
+
+
+#: What a required key of a model entry or an adapter must be, for the line that says it is missing.
+_REQUIRED_RULES = {"name": MODEL_NAME_RULE, "model": HUB_ID_RULE}
+
+
+def _problem(error: ValidationError, model: type[BaseModel], raw: dict[Any, Any]) -> tuple[str, str]:
+    """The first problem pydantic found validating `raw` as `model`: the key path below the object (`.replicas.min`)
+    and the rest of the error line (`0 is not allowed: expected ...`)."""
+    first = error.errors(include_url=False)[0]
+    location = first.get("loc", ())
+    key = _key_alias(model, str(location[0])) if location else ""
+    path = f".{key}" if key else ""
+    inner = (first.get("ctx") or {}).get("error")
+    if isinstance(inner, _SubError):
+        return path + inner.path, inner.message
+    if first.get("type") == "missing":
+        return path, f"not set: expected {_REQUIRED_RULES.get(key, 'a value')}"
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    message = message.replace("Input should be", "expected", 1)
+    return path, f"{_written(raw.get(key, first.get('input')))} is not allowed: {message}"
+
+
+REPLICAS_RULE = (
+    f"auto, a whole number from 1 to {MAX_REPLICAS}, or autoscaling bounds {{min, max}} "
+    f"(0 ≤ min ≤ max, 1 ≤ max ≤ {MAX_REPLICAS})"
+)
+
+
+class ReplicaRange(BaseModel):
+    """Autoscaling bounds of one model: it runs between `min_replicas` and `max_replicas` engines (a minimum of 0
+    scales it to zero while idle)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    min_replicas: int = Field(alias="min", ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(alias="max", ge=1, le=MAX_REPLICAS)
+
+
+def _replica_bound(bounds: dict[Any, Any], key: str, low: int) -> int:
+    rule = f"a whole number from {low} to {MAX_REPLICAS}"
+    if key not in bounds:
+        raise _SubError(f".{key}", f"not set: expected {rule} (bounds are min and max, both given)")
+    try:
+        return int(_integer(low, MAX_REPLICAS)(bounds[key]))
+    except ValueError:
+        raise _SubError(f".{key}", _not_allowed(bounds[key], rule)) from None
+
+
+def _model_replicas(value: Any) -> Any:
+    """A model's replicas: auto (the plan's choice), a fixed count, or {min, max} bounds to autoscale between."""
+    if isinstance(value, ReplicaRange):
+        return value
+    if isinstance(value, dict):
+        for key in value:
+            if key not in ("min", "max"):
+                raise _SubError(f".{_key_text(key)}", _unknown_key(key, ["min", "max"], "replicas"))
+        high = _replica_bound(value, "max", 1)
+        low = _replica_bound(value, "min", 0)
+        if low > high:
+            raise _SubError(".min", _not_allowed(value["min"], f"a whole number from 0 to replicas.max ({high})"))
+        return ReplicaRange(min_replicas=low, max_replicas=high)
+    try:
+        return _auto_or_int(1, MAX_REPLICAS)(value)
+    except ValueError:
+        raise ValueError(f"expected {REPLICAS_RULE}") from None
+
+
+class LoraModule(BaseModel):
+    """A LoRA adapter served by its base model's engines: a Hub repository and, optionally, its revision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    model: HubId
+    revision: HubRevision = ""
+
+    @property
+    def revision_or_none(self) -> str | None:
+        return self.revision or None
+
+
+LORA_MODULES_RULE = 'a mapping of adapter name to {model, revision}, e.g. {"sql": {"model": "org/sql-lora"}}'
+
+
+def _lora_modules(value: Any) -> Any:
+    """loraModules: adapter name → {model: Hub id, revision: optional}; each name is a `model` clients may ask for."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected {LORA_MODULES_RULE}")
+    modules: dict[str, LoraModule] = {}
+    allowed = list(LoraModule.model_fields)
+    for name, spec in value.items():
+        if not isinstance(name, str) or not LORA_NAME.fullmatch(name):
+            raise _SubError("", f"adapter name {_not_allowed(name, LORA_NAME_RULE)}")
+        if isinstance(spec, LoraModule):
+            modules[name] = spec
+            continue
+        if not isinstance(spec, dict):
+            raise _SubError(
+                f".{name}", _not_allowed(spec, 'a mapping {model, revision}, e.g. {"model": "org/sql-lora"}')
+            )
+        for key in spec:
+            if key not in allowed:
+                raise _SubError(f".{name}.{_key_text(key)}", _unknown_key(key, allowed, "adapter"))
+        try:
+            modules[name] = LoraModule.model_validate(spec)
+        except ValidationError as error:
+            path, message = _problem(error, LoraModule, spec)
+            raise _SubError(f".{name}{path}", message) from None
+    return modules
+
+
+def _model_name(value: str) -> str:
+    if not MODEL_NAME.fullmatch(value):
+        raise ValueError(f"expected {MODEL_NAME_RULE}")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
+ModelReplicas = Annotated[int | Literal["auto"] | ReplicaRange, BeforeValidator(_model_replicas)]
+LoraModules = Annotated[dict[str, LoraModule], BeforeValidator(_lora_modules)]
+
+
+class ModelSpec(BaseModel):
+    """One model the stack serves: an entry of aim:models, or the single-model keys as the only one. A key means
+    for this model what the single-model key of the same name means; the defaults are theirs (a test checks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    name: ModelName = Field(description="Used in the model's object names and URL; unique in the stack.")
+    model: HubId = Field(description="Hugging Face model id to serve.")
+    model_revision: HubRevision = Field(default="", alias="modelRevision", description="Hub revision.")
+    metric: Metric = Field(default="throughput", description="What the recipe optimises.")
+    precision: PrecisionWish = Field(default="auto", description="auto (the checkpoint's) or a wish, e.g. fp8.")
+    max_model_len: MaxModelLen = Field(default="auto", alias="maxModelLen", description="Context length or auto.")
+    recipe: str = Field(default="", description="A catalogue recipe id to use instead of automatic selection.")
+    vllm_extra_args: ArgList = Field(default_factory=list, alias="vllmExtraArgs", description="Extra vLLM flags.")
+    workload: Workload | None = Field(default=None, description="Traffic to size for; None = not given.")
+    replicas: ModelReplicas = Field(default="auto", description="auto, a fixed count or {min, max} bounds.")
+    scale_to_zero: Bool = Field(default=False, alias="scaleToZero", description="Scale to zero replicas when idle.")
+    lora_modules: LoraModules = Field(
+        default_factory=dict, alias="loraModules", description="LoRA adapters: name → Hub repository."
+    )
+
+    @model_validator(mode="after")
+    def _scaling(self) -> ModelSpec:
+        # Scaling to zero makes the first request after an idle spell wait for a cold start (minutes for a large
+        # model), so it is never a side effect: scaleToZero true and replicas.min 0 go together, each needing the other.
+        low = self.replicas.min_replicas if isinstance(self.replicas, ReplicaRange) else None
+        if self.scale_to_zero and low != 0:
+            raise _SubError(
+                ".scaleToZero",
+                "true is not allowed: expected false unless replicas is {min: 0, max: N} (scaling to zero needs "
+                f"autoscaling bounds from 0; replicas is {self.replica_text})",
+            )
+        if low == 0 and not self.scale_to_zero:
+            raise _SubError(
+                ".replicas.min",
+                "0 is not allowed: expected at least 1, or scaleToZero true as well (scaled to zero, the first "
+                "request after an idle spell waits for the model to start)",
+            )
+        return self
+
+    @property
+    def replica_text(self) -> str:
+        """replicas as a stack file writes it: auto, 2, or {min: 0, max: 2}."""
+        if isinstance(self.replicas, ReplicaRange):
+            return f"{{min: {self.replicas.min_replicas}, max: {self.replicas.max_replicas}}}"
+        return str(self.replicas)
+
+    @property
+    def replica_bounds(self) -> tuple[int, int] | None:
+        """(fewest, most) replicas: the autoscaling bounds, (n, n) for a fixed count, None for auto (the plan's)."""
+        if isinstance(self.replicas, ReplicaRange):
+            return self.replicas.min_replicas, self.replicas.max_replicas
+        return None if self.replicas == "auto" else (self.replicas, self.replicas)
+
+    @property
+    def autoscaled(self) -> bool:
+        """Scaled on load between bounds that differ (bounds with min = max are a fixed count)."""
+        bounds = self.replica_bounds
+        return bounds is not None and bounds[0] != bounds[1]
+
+    @property
+    def workload_or_default(self) -> Workload:
+        """This model's workload, or the default for its metric (as Settings.workload_or_default)."""
+        return self.workload if self.workload is not None else default_workload(self.metric)
+
+    @property
+    def model_revision_or_none(self) -> str | None:
+        return self.model_revision or None
+
+
+MODELS_RULE = 'a list of models, each a mapping with at least name and model, e.g. [{"name": "chat", "model": "org/x"}]'
+MODEL_ENTRY_RULE = 'a mapping with at least name and model, e.g. {"name": "chat", "model": "Qwen/Qwen3-8B"}'
+
+
+def _model_entry(item: Any, where: str) -> ModelSpec:
+    """One entry of aim:models at key path `where` (aim:models[1]), or its one error line."""
+    if isinstance(item, ModelSpec):
+        return item
+    if not isinstance(item, dict):
+        raise _LineError(f"{where}: {_not_allowed(item, MODEL_ENTRY_RULE)}")
+    allowed = [field.alias or name for name, field in ModelSpec.model_fields.items()]
+    for key in item:
+        if key not in allowed:
+            raise _LineError(f"{where}.{_key_text(key)}: {_unknown_key(key, allowed, 'model')}")
+    fields = dict(item)
+    if "workload" in fields:  # parsed here, where its key path is known: aim:models[1].workload.concurrency
+        fields["workload"] = _workload_at(f"{where}.workload", fields["workload"])
+    try:
+        return ModelSpec.model_validate(fields)
+    except ValidationError as error:
+        path, message = _problem(error, ModelSpec, item)
+        raise _LineError(f"{where}{path}: {message}") from None
+
+
+def _distinct_names(models: list[ModelSpec], where: str) -> None:
+    """Model names are unique (they name objects and URLs). An adapter's name is the `model` clients send for it, so
+    it may be no model's name or Hub id (whichever the endpoint routes by) and no other adapter's."""
+    hub_ids = {spec.model: f"{where}[{index}].model" for index, spec in reversed(list(enumerate(models)))}
+    for index, spec in enumerate(models):
+        # Clients pick a model by its Hub id (the OpenAI `model` field the router routes on): two entries serving the
+        # same id would share its name on the endpoint and each autoscaler would count the other's requests.
+        first = hub_ids[spec.model]
+        if first != f"{where}[{index}].model":
+            raise _LineError(
+                f"{where}[{index}].model: {_not_allowed(spec.model, 'a Hub id no other model serves')} "
+                f"({first} is {_shown(spec.model)}): list each model once and size it with its replicas"
+            )
+    taken: dict[str, str] = {}
+    for index, spec in enumerate(models):
+        if spec.name in taken:
+            other = taken[spec.name]
+            raise _LineError(
+                f"{where}[{index}].name: {_not_allowed(spec.name, 'a name no other model or adapter has')} "
+                f"({other} is {_shown(spec.name)})"
+            )
+        taken[spec.name] = f"{where}[{index}].name"
+        for adapter in spec.lora_modules:
+            clash = taken.get(adapter) or hub_ids.get(adapter)
+            if clash:
+                raise _LineError(
+                    f"{where}[{index}].loraModules: adapter name "
+                    f"{_not_allowed(adapter, 'a name no model or other adapter has')} ({clash} is {_shown(adapter)})"
+                )
+            taken[adapter] = f"{where}[{index}].loraModules.{adapter}"
+
+
+def _models(value: Any) -> Any:
+    """aim:models: a list of model entries (Pulumi hands a stack file's list over as JSON). Unset, empty or `[]`
+    (Pulumi.yaml's default) mean the single-model keys describe the one model."""
+    where = f"{NAMESPACE}:models"
+    given = value
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text, parse_int=_json_int)
+        except (ValueError, RecursionError):  # invalid, or nested deeper than the parser's recursion limit
+            raise _LineError(f"{where}: {_not_allowed(given, MODELS_RULE)}") from None
+    if not isinstance(value, list | tuple):
+        raise _LineError(f"{where}: {_not_allowed(given, MODELS_RULE)}")
+    models = [_model_entry(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    _distinct_names(models, where)
+    return models
+
+
+ModelList = Annotated[list[ModelSpec], BeforeValidator(_models)]
 
 
 class Settings(BaseModel):
@@ -248,18 +630,21 @@ class Settings(BaseModel):
     # Leading and trailing blanks never mean anything in a config value: ` MI300X ` is MI300X, `  ` is empty.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
 
-    model: str = Field(
-        default="Qwen/Qwen3-8B", min_length=1, max_length=200, description="Hugging Face model id to serve."
+    model: HubId = Field(default="Qwen/Qwen3-8B", description="Hugging Face model id to serve.")
+    model_revision: HubRevision = Field(
+        default="", alias="modelRevision", description="Hub revision; empty = default branch."
     )
-    model_revision: str = Field(default="", alias="modelRevision", description="Hub revision; empty = default branch.")
     gpu: str = Field(default="auto", description="GPU type (MI300X, MI325X, MI355X, ...) or auto (from node labels).")
     gpu_count: GpuCount = Field(default="auto", alias="gpuCount", description="GPUs available on one node, or auto.")
-    metric: Literal["throughput", "latency"] = Field(default="throughput", description="What the recipe optimises.")
+    metric: Metric = Field(default="throughput", description="What the recipe optimises.")
     precision: PrecisionWish = Field(default="auto", description="auto (the checkpoint's) or a wish, e.g. fp8.")
     max_model_len: MaxModelLen = Field(default="auto", alias="maxModelLen", description="Context length or auto.")
     recipe: str = Field(default="", description="A catalogue recipe id to use instead of automatic selection.")
     vllm_extra_args: ArgList = Field(default_factory=list, alias="vllmExtraArgs", description="Extra vLLM flags.")
     replicas: Replicas = Field(default="auto", description="Engine replicas, or auto (fill the GPUs of one node).")
+    models_given: ModelList = Field(
+        default_factory=list, alias="models", description="Several models to serve; empty = the single-model keys."
+    )
     namespace: str = Field(default="aim", description="Namespace of the inference workload.")
     service_type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = Field(
         default="NodePort", alias="serviceType", description="How the OpenAI-compatible API is exposed."
@@ -339,13 +724,6 @@ class Settings(BaseModel):
         default=False, exclude=True, description="(derived) aim:grafanaAdminPassword is set."
     )
 
-    @field_validator("model")
-    @classmethod
-    def _hub_id(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?", value):
-            raise ValueError("expected a Hugging Face model id such as Qwen/Qwen3-8B")
-        return value
-
     @field_validator("namespace")
     @classmethod
     def _dns_label(cls, value: str) -> str:
@@ -371,14 +749,6 @@ class Settings(BaseModel):
                 "expected empty (the cluster's default) or a StorageClass name: a DNS-1123 subdomain of lower-case "
                 "letters, digits, '-' and '.', at most 253 characters, e.g. local-path"
             )
-        return value
-
-    @field_validator("model_revision")
-    @classmethod
-    def _revision(cls, value: str) -> str:
-        problem = revision_problem(value)
-        if problem:
-            raise ValueError(problem)
         return value
 
     @field_validator("pod_cidr")
@@ -418,6 +788,8 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         # Each problem names the key a user has to change.
+        if self.models_given:
+            self._no_single_model_keys()
         if not _pinned(self.base_image):
             raise _KeyError("baseImage", self.base_image, "a pinned tag or digest, never latest or no tag")
         if not self.build_image:
@@ -449,6 +821,20 @@ class Settings(BaseModel):
             self._fits_a_new_kubeadm_cluster()
         return self
 
+    def _no_single_model_keys(self) -> None:
+        """With aim:models each model sets its own keys: a single-model key set as well would be silently ignored.
+        Pulumi hands the program every key, unset ones with their Pulumi.yaml default, so "set" means "not its
+        default" (the defaults here equal Pulumi.yaml's, a test checks)."""
+        names = field_keys()
+        for key in SINGLE_MODEL_KEYS:
+            value = getattr(self, names[key])
+            if value != Settings.model_fields[names[key]].get_default(call_default_factory=True):
+                raise _KeyError(
+                    key,
+                    value.as_json() if isinstance(value, Workload) else value,
+                    f"unset when aim:models is set (each model of aim:models sets its own {key})",
+                )
+
     def _fits_a_new_kubeadm_cluster(self) -> None:
         """A fresh kubeadm cluster has no pod network, no StorageClass and self-signed kubelet certificates: the
         stack must bring each, or `pulumi up` would hang on pods that never start."""
@@ -463,6 +849,33 @@ class Settings(BaseModel):
                 self.kubelet_insecure_tls,
                 f"true {why} with metricsServer (kubeadm's kubelet serving certificates are self-signed)",
             )
+
+    @property
+    def models(self) -> list[ModelSpec]:
+        """Every model the stack serves: the entries of aim:models, or, when it is unset, the single-model keys
+        (aim:model, aim:modelRevision, aim:metric, aim:precision, aim:maxModelLen, aim:recipe, aim:vllmExtraArgs,
+        aim:workload, aim:replicas) as one model named SINGLE_MODEL_NAME, whose objects keep today's names."""
+        if self.models_given:
+            return list(self.models_given)
+        return [
+            ModelSpec(
+                name=SINGLE_MODEL_NAME,
+                model=self.model,
+                model_revision=self.model_revision,
+                metric=self.metric,
+                precision=self.precision,
+                max_model_len=self.max_model_len,
+                recipe=self.recipe,
+                vllm_extra_args=self.vllm_extra_args,
+                workload=self.workload,
+                replicas=self.replicas,
+            )
+        ]
+
+    @property
+    def multi_model(self) -> bool:
+        """aim:models is set (rather than the single-model keys)."""
+        return bool(self.models_given)
 
     @property
     def workload_or_default(self) -> Workload:
@@ -563,7 +976,7 @@ def _shown(value: object) -> str:
         return str(value).lower()
     try:
         text = repr(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # an int beyond str()'s digit limit, a list nested too deep to print
         text = f"<{type(value).__name__} too large to show>"
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aim_infra.planning.monitoring import dashboards
+from aim_infra.planning.monitoring import rules as rule_builders
 from aim_infra.stack.plan import Declared, PlanResult, run_stack
 from tests.planning.monitoring.support import tool
 
@@ -167,3 +169,23 @@ def test_grafana_reads_dashboards_only_where_we_put_them(dev: PlanResult) -> Non
     dashboards = [r for r in dev.of_type(CONFIG_MAP) if r.inputs["metadata"]["labels"].get("grafana_dashboard") == "1"]
     assert dashboards and {r.inputs["metadata"]["namespace"] for r in dashboards} == set(searched)
     assert dev.named(RELEASE, "addons-monitoring").inputs["namespace"] in searched
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_single_model_stack_declares_the_one_model_rules_and_dashboards(
+    stack: str, dev: PlanResult, prod: PlanResult
+) -> None:
+    """One engine per namespace: the groups are named after the namespace alone, the at-load rule and the alerts read
+    the whole namespace, no rule records a series another records, and the dashboards have no per-model rows."""
+    result = {"dev": dev, "prod": prod}[stack]
+    groups = rule(result).inputs["spec"]["groups"]
+    namespace = rule(result).inputs["metadata"]["namespace"]
+    assert [g["name"] for g in groups] == ["aim.recording", f"aim.estimate.{namespace}", f"aim.alerts.{namespace}"]
+    at_load = groups[1]["rules"][-1]
+    assert "labels" not in at_load and at_load["expr"] == rule_builders.at_load_low_expr(f'namespace="{namespace}"')
+    assert all(set(r["labels"]) == {"severity"} for r in groups[2]["rules"])
+    assert rule_builders.recording_collisions(groups) == []
+    for resource in result.of_type(CONFIG_MAP):
+        if resource.inputs["metadata"]["labels"].get("grafana_dashboard") == "1":
+            [(key, text)] = resource.inputs["data"].items()
+            assert text == dashboards.dashboard_json(key) != dashboards.dashboard_json(key, per_model=True)

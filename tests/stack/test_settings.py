@@ -18,8 +18,12 @@ YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list, "ob
 
 
 def declared_type(spec: dict[str, Any]) -> str:
-    """Pulumi's project schema has no object type (`type: object` is refused), so an object key is declared untyped."""
-    return spec.get("type", "object")
+    """Pulumi's project schema has no object type (`type: object` is refused) and types an array's items only as
+    string, integer, boolean or array, so an object key and a list of objects are declared untyped: the default
+    ({} or []) says which."""
+    if "type" in spec:
+        return str(spec["type"])
+    return "array" if isinstance(spec.get("default"), list) else "object"
 
 
 def test_project_file_documents_exactly_the_settings() -> None:
@@ -29,8 +33,11 @@ def test_project_file_documents_exactly_the_settings() -> None:
         assert spec.get("description"), f"{key} has no description"
         assert spec.get("type", "string") in ("string", "integer", "boolean", "array"), f"Pulumi refuses {key}'s type"
         assert declared_type(spec) in YAML_TYPES
-        if declared_type(spec) == "array":
+        if spec.get("type") == "array":
             assert spec["items"]["type"] == "string", f"Pulumi needs items on the array {key}"
+        if "type" not in spec and key not in SECRET_KEYS:
+            # untyped: its default is what says object or list, and keeps the key optional (no default = required)
+            assert spec.get("default") in ({}, []), f"{key} is untyped without an empty object or list default"
 
 
 def test_settings_defaults_equal_the_project_file_defaults() -> None:
@@ -40,8 +47,9 @@ def test_settings_defaults_equal_the_project_file_defaults() -> None:
             assert spec.get("secret") is True and "default" not in spec
             continue
         assert isinstance(spec["default"], YAML_TYPES[declared_type(spec)]), key
-        if declared_type(spec) == "object":
-            # Pulumi hands the default ({}) to the program as JSON; it must mean the same as leaving the key unset.
+        if "type" not in spec:
+            # Pulumi hands an untyped key's default ({} or []) to the program as JSON; it must mean the same as
+            # leaving the key unset.
             name = field_keys()[key]
             assert getattr(parse_settings({key: json.dumps(spec["default"])}), name) == getattr(Settings(), name), key
             continue

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aim_infra.planning.monitoring import names
 
@@ -280,13 +280,15 @@ def _dashboard(uid: str, title: str, description: str, variables: Sequence[Json]
 # ---------------------------------------------------------------- recipe performance (aim: recording rules)
 
 RECIPE_SELECTOR = '{namespace=~"$namespace", recipe=~"$recipe"}'
+#: With several models (aim:models): the models picked too, each repeated row binding one.
+MODEL_RECIPE_SELECTOR = '{namespace=~"$namespace", model=~"$model", recipe=~"$recipe"}'
 
 
-def _recipe(series: str) -> str:
-    return series + RECIPE_SELECTOR
+def _recipe(series: str, selector: str) -> str:
+    return series + selector
 
 
-def _gpu(metric: str) -> str:
+def _gpu(metric: str, selector: str) -> str:
     """`metric` of the device-metrics-exporter, kept for the GPUs held by the selected recipe's pods.
 
     The exporter labels each GPU with the pod and namespace of the workload holding it; scraped without honorLabels they
@@ -297,28 +299,28 @@ def _gpu(metric: str) -> str:
         f'label_replace(label_replace({metric}, "namespace", "$1", "exported_namespace", "(.+)"),'
         ' "pod", "$1", "exported_pod", "(.+)")'
     )
-    return f"({relabelled} * on (namespace, pod) group_left (recipe) {_recipe(names.POD_RECIPE_INFO)})"
+    return f"({relabelled} * on (namespace, pod) group_left (recipe) {_recipe(names.POD_RECIPE_INFO, selector)})"
 
 
 BY_NAMESPACE = "{{namespace}}"
 
 
-def _recipe_capacity_panels() -> list[Json]:
-    """What the recipe holds and what the decision estimated for it."""
+def _recipe_capacity_panels(selector: str, repeated: Json) -> list[Json]:
+    """What the recipe holds and what the decision estimated for it, below the row that repeats them."""
     return [
-        row("Recipe $recipe", repeat="recipe"),
+        repeated,
         stat(
             "GPUs in use",
             f"amd.com/gpu requested by the recipe's running pods ({names.GPUS_IN_USE}), per namespace.",
             COUNT,
-            [Query(f"sum by (namespace) ({_recipe(names.GPUS_IN_USE)})", BY_NAMESPACE)],
+            [Query(f"sum by (namespace) ({_recipe(names.GPUS_IN_USE, selector)})", BY_NAMESPACE)],
             decimals=0,
         ),
         stat(
             "Replicas",
             f"Replicas of the recipe's deployment ({names.RECIPE_REPLICAS}).",
             COUNT,
-            [Query(f"sum by (namespace) ({_recipe(names.RECIPE_REPLICAS)})", BY_NAMESPACE)],
+            [Query(f"sum by (namespace) ({_recipe(names.RECIPE_REPLICAS, selector)})", BY_NAMESPACE)],
             decimals=0,
         ),
         stat(
@@ -329,9 +331,18 @@ def _recipe_capacity_panels() -> list[Json]:
             f" {names.ESTIMATE_INFO}.",
             TOKENS_PER_SECOND,
             [
-                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW)})", f"low · {BY_NAMESPACE}"),
-                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS)})", f"estimate · {BY_NAMESPACE}"),
-                Query(f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH)})", f"high · {BY_NAMESPACE}"),
+                Query(
+                    f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW, selector)})",
+                    f"low · {BY_NAMESPACE}",
+                ),
+                Query(
+                    f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS, selector)})",
+                    f"estimate · {BY_NAMESPACE}",
+                ),
+                Query(
+                    f"max by (namespace) ({_recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH, selector)})",
+                    f"high · {BY_NAMESPACE}",
+                ),
             ],
         ),
         stat(
@@ -339,13 +350,13 @@ def _recipe_capacity_panels() -> list[Json]:
             "How many sequences one replica runs at once at most, as the decision estimated from --max-num-seqs,"
             f" the token budget and the KV cache at the workload's lengths ({names.ESTIMATE_MAX_RUNNING}).",
             COUNT,
-            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_MAX_RUNNING)})", BY_NAMESPACE)],
+            [Query(f"max by (namespace) ({_recipe(names.ESTIMATE_MAX_RUNNING, selector)})", BY_NAMESPACE)],
             decimals=0,
         ),
     ]
 
 
-def _recipe_throughput_panels() -> list[Json]:
+def _recipe_throughput_panels(selector: str) -> list[Json]:
     """Measured throughput beside the estimate range."""
     return [
         timeseries(
@@ -358,19 +369,19 @@ def _recipe_throughput_panels() -> list[Json]:
             " AimThroughputBelowEstimate alert fires when measured stays below aim:alertThroughputFraction of it.",
             TOKENS_PER_SECOND,
             [
-                Query(_recipe(names.GENERATION_TOKENS_RATE), f"measured · {BY_NAMESPACE}"),
+                Query(_recipe(names.GENERATION_TOKENS_RATE, selector), f"measured · {BY_NAMESPACE}"),
                 Query(
-                    _recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW),
+                    _recipe(names.ESTIMATE_OUTPUT_TOKENS_LOW, selector),
                     f"estimate (calibrated range) low, at the workload · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
-                    _recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH),
+                    _recipe(names.ESTIMATE_OUTPUT_TOKENS_HIGH, selector),
                     f"estimate (calibrated range) high, at the workload · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
-                    f"avg_over_time({_recipe(names.ESTIMATE_AT_LOAD_LOW)}[5m])",
+                    f"avg_over_time({_recipe(names.ESTIMATE_AT_LOAD_LOW, selector)}[5m])",
                     f"estimate (calibrated range) low, at the observed load · {BY_NAMESPACE}",
                     dashed=True,
                 ),
@@ -381,13 +392,13 @@ def _recipe_throughput_panels() -> list[Json]:
             "Prompt throughput",
             f"Prompt tokens processed (prefilled) per second by all replicas ({names.PROMPT_TOKENS_RATE}).",
             TOKENS_PER_SECOND,
-            [Query(_recipe(names.PROMPT_TOKENS_RATE), BY_NAMESPACE)],
+            [Query(_recipe(names.PROMPT_TOKENS_RATE, selector), BY_NAMESPACE)],
             minimum=0,
         ),
     ]
 
 
-def _recipe_latency_panels() -> list[Json]:
+def _recipe_latency_panels(selector: str) -> list[Json]:
     """TTFT and ITL percentiles beside the estimate range."""
     return [
         timeseries(
@@ -398,15 +409,15 @@ def _recipe_latency_panels() -> list[Json]:
             " it with the queue panel, and expect the band only under the workload's load.",
             SECONDS,
             [
-                Query(_recipe(names.TTFT_P50), f"p50 · {BY_NAMESPACE}"),
-                Query(_recipe(names.TTFT_P95), f"p95 · {BY_NAMESPACE}"),
+                Query(_recipe(names.TTFT_P50, selector), f"p50 · {BY_NAMESPACE}"),
+                Query(_recipe(names.TTFT_P95, selector), f"p95 · {BY_NAMESPACE}"),
                 Query(
-                    _recipe(names.ESTIMATE_TTFT_P95_LOW),
+                    _recipe(names.ESTIMATE_TTFT_P95_LOW, selector),
                     f"estimate (calibrated range) p95 low · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
-                    _recipe(names.ESTIMATE_TTFT_P95_HIGH),
+                    _recipe(names.ESTIMATE_TTFT_P95_HIGH, selector),
                     f"estimate (calibrated range) p95 high · {BY_NAMESPACE}",
                     dashed=True,
                 ),
@@ -422,15 +433,15 @@ def _recipe_latency_panels() -> list[Json]:
             " band as the level to expect under the workload's load, not as an exact bound.",
             SECONDS,
             [
-                Query(_recipe(names.ITL_P50), f"p50 · {BY_NAMESPACE}"),
-                Query(_recipe(names.ITL_P95), f"p95 · {BY_NAMESPACE}"),
+                Query(_recipe(names.ITL_P50, selector), f"p50 · {BY_NAMESPACE}"),
+                Query(_recipe(names.ITL_P95, selector), f"p95 · {BY_NAMESPACE}"),
                 Query(
-                    _recipe(names.ESTIMATE_TPOT_P95_LOW),
+                    _recipe(names.ESTIMATE_TPOT_P95_LOW, selector),
                     f"estimate (calibrated range) TPOT p95 low · {BY_NAMESPACE}",
                     dashed=True,
                 ),
                 Query(
-                    _recipe(names.ESTIMATE_TPOT_P95_HIGH),
+                    _recipe(names.ESTIMATE_TPOT_P95_HIGH, selector),
                     f"estimate (calibrated range) TPOT p95 high · {BY_NAMESPACE}",
                     dashed=True,
                 ),
@@ -440,7 +451,7 @@ def _recipe_latency_panels() -> list[Json]:
     ]
 
 
-def _recipe_load_panels() -> list[Json]:
+def _recipe_load_panels(selector: str) -> list[Json]:
     """Queue, KV cache, request rate, errors, preemptions and end-to-end latency."""
     return [
         timeseries(
@@ -449,8 +460,8 @@ def _recipe_load_panels() -> list[Json]:
             " summed over replicas. A waiting count that stays above zero means the recipe is saturated.",
             COUNT,
             [
-                Query(_recipe(names.REQUESTS_WAITING), f"waiting · {BY_NAMESPACE}"),
-                Query(_recipe(names.REQUESTS_RUNNING), f"running · {BY_NAMESPACE}"),
+                Query(_recipe(names.REQUESTS_WAITING, selector), f"waiting · {BY_NAMESPACE}"),
+                Query(_recipe(names.REQUESTS_RUNNING, selector), f"running · {BY_NAMESPACE}"),
             ],
             minimum=0,
         ),
@@ -459,7 +470,7 @@ def _recipe_load_panels() -> list[Json]:
             f"Share of the KV cache in use on the fullest replica ({names.KV_CACHE_USAGE}, 0-1). Near 100 % new"
             " requests wait and running ones get preempted.",
             RATIO,
-            [Query(_recipe(names.KV_CACHE_USAGE), BY_NAMESPACE)],
+            [Query(_recipe(names.KV_CACHE_USAGE, selector), BY_NAMESPACE)],
             minimum=0,
             maximum=1,
         ),
@@ -467,7 +478,7 @@ def _recipe_load_panels() -> list[Json]:
             "Request rate",
             f"Finished requests per second, all replicas ({names.REQUESTS_RATE}).",
             REQUESTS_PER_SECOND,
-            [Query(_recipe(names.REQUESTS_RATE), BY_NAMESPACE)],
+            [Query(_recipe(names.REQUESTS_RATE, selector), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
@@ -475,7 +486,7 @@ def _recipe_load_panels() -> list[Json]:
             "HTTP error ratio",
             f"Share of API responses with a 5xx status ({names.HTTP_ERROR_RATIO}).",
             RATIO,
-            [Query(_recipe(names.HTTP_ERROR_RATIO), BY_NAMESPACE)],
+            [Query(_recipe(names.HTTP_ERROR_RATIO, selector), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
@@ -484,7 +495,7 @@ def _recipe_load_panels() -> list[Json]:
             f"Sequences preempted per second for lack of KV cache ({names.PREEMPTIONS_RATE}); above zero the"
             " recipe needs more KV cache room or fewer concurrent sequences.",
             EVENTS_PER_SECOND,
-            [Query(_recipe(names.PREEMPTIONS_RATE), BY_NAMESPACE)],
+            [Query(_recipe(names.PREEMPTIONS_RATE, selector), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
@@ -492,14 +503,14 @@ def _recipe_load_panels() -> list[Json]:
             "End-to-end latency p95",
             f"95th percentile of the whole request's latency ({names.E2E_P95}).",
             SECONDS,
-            [Query(_recipe(names.E2E_P95), BY_NAMESPACE)],
+            [Query(_recipe(names.E2E_P95, selector), BY_NAMESPACE)],
             width=6,
             minimum=0,
         ),
     ]
 
 
-def _recipe_gpu_panels() -> list[Json]:
+def _recipe_gpu_panels(selector: str) -> list[Json]:
     """GPU utilisation and memory of the recipe pods (device-metrics-exporter)."""
     return [
         timeseries(
@@ -507,7 +518,7 @@ def _recipe_gpu_panels() -> list[Json]:
             f"Graphics-engine activity ({names.GPU_GFX_ACTIVITY}, 0-100 %) averaged over the GPUs of each pod of"
             " the recipe." + DEVICE_EXPORTER_NOTE,
             PERCENT,
-            [Query(f"avg by (namespace, pod) {_gpu(names.GPU_GFX_ACTIVITY)}", "{{pod}}")],
+            [Query(f"avg by (namespace, pod) {_gpu(names.GPU_GFX_ACTIVITY, selector)}", "{{pod}}")],
             minimum=0,
             maximum=100,
         ),
@@ -519,39 +530,54 @@ def _recipe_gpu_panels() -> list[Json]:
             + DEVICE_EXPORTER_NOTE,
             MEBIBYTES,
             [
-                Query(f"sum by (namespace) {_gpu(names.GPU_USED_VRAM)}", f"used · {BY_NAMESPACE}"),
-                Query(f"sum by (namespace) {_gpu(names.GPU_TOTAL_VRAM)}", f"total · {BY_NAMESPACE}", dashed=True),
+                Query(f"sum by (namespace) {_gpu(names.GPU_USED_VRAM, selector)}", f"used · {BY_NAMESPACE}"),
+                Query(
+                    f"sum by (namespace) {_gpu(names.GPU_TOTAL_VRAM, selector)}", f"total · {BY_NAMESPACE}", dashed=True
+                ),
             ],
             minimum=0,
         ),
     ]
 
 
-def _recipe_panels() -> list[Json]:
-    """The recipe performance dashboard, one repeated row per recipe: capacity, throughput, latency, load, GPUs."""
+def _recipe_panels(*, per_model: bool) -> list[Json]:
+    """The recipe performance dashboard, one repeated row per recipe (per model with `per_model`): capacity,
+    throughput, latency, load, GPUs."""
+    if per_model:
+        selector, repeated = MODEL_RECIPE_SELECTOR, row("Model $model", repeat="model")
+    else:
+        selector, repeated = RECIPE_SELECTOR, row("Recipe $recipe", repeat="recipe")
     return [
-        *_recipe_capacity_panels(),
-        *_recipe_throughput_panels(),
-        *_recipe_latency_panels(),
-        *_recipe_load_panels(),
-        *_recipe_gpu_panels(),
+        *_recipe_capacity_panels(selector, repeated),
+        *_recipe_throughput_panels(selector),
+        *_recipe_latency_panels(selector),
+        *_recipe_load_panels(selector),
+        *_recipe_gpu_panels(selector),
     ]
 
 
-def recipe_performance_dashboard() -> Json:
-    """Per recipe: what the AIM decision estimated beside what the deployment measures (from the `aim:` rules)."""
+def recipe_performance_dashboard(*, per_model: bool = False) -> Json:
+    """Per recipe: what the AIM decision estimated beside what the deployment measures (from the `aim:` rules).
+    With `per_model` (several models in the stack, aim:models) a `model` variable (multi-value, All) picks the
+    models and the rows repeat once per model, so every model of the stack has its own panels."""
+    info = names.POD_RECIPE_INFO
+    variables = [query_variable("namespace", "Namespace", f"label_values({info}, namespace)")]
+    if per_model:
+        variables += [
+            query_variable("model", "Model", f'label_values({info}{{namespace=~"$namespace"}}, model)'),
+            query_variable(
+                "recipe", "Recipe", f'label_values({info}{{namespace=~"$namespace", model=~"$model"}}, recipe)'
+            ),
+        ]
+    else:
+        variables.append(query_variable("recipe", "Recipe", f'label_values({info}{{namespace=~"$namespace"}}, recipe)'))
     return _dashboard(
         "aim-recipe-performance",
         "AIM Engine / Recipe performance",
         "Each AIM recipe's measured serving performance beside the estimates it was chosen with, from the aim:"
         " recording rules; GPU panels need AMD's device-metrics-exporter.",
-        [
-            query_variable("namespace", "Namespace", f"label_values({names.POD_RECIPE_INFO}, namespace)"),
-            query_variable(
-                "recipe", "Recipe", f'label_values({names.POD_RECIPE_INFO}{{namespace=~"$namespace"}}, recipe)'
-            ),
-        ],
-        _recipe_panels(),
+        variables,
+        _recipe_panels(per_model=per_model),
     )
 
 
@@ -767,9 +793,12 @@ def _vllm_request_shape_panels() -> list[Json]:
     ]
 
 
-def _vllm_panels() -> list[Json]:
-    """The vLLM serving dashboard: headline stats, then rows for latency, throughput, caches and request shapes."""
+def _vllm_panels(*, per_model: bool) -> list[Json]:
+    """The vLLM serving dashboard: headline stats, then rows for latency, throughput, caches and request shapes.
+    With `per_model` the headline stats sit in a row repeated per selected model: a sum over several models' queues
+    or token rates says nothing about any of them (the rows below draw one line per model already)."""
     return [
+        *([row("Model $model_name", repeat=BY_MODEL)] if per_model else []),
         *_vllm_headline_panels(),
         *_vllm_latency_panels(),
         *_vllm_throughput_panels(),
@@ -778,8 +807,9 @@ def _vllm_panels() -> list[Json]:
     ]
 
 
-def vllm_serving_dashboard() -> Json:
-    """vLLM's own serving metrics (V1 engine names), per model, namespace and pod."""
+def vllm_serving_dashboard(*, per_model: bool = False) -> Json:
+    """vLLM's own serving metrics (V1 engine names), per model, namespace and pod; `per_model` (several models in
+    the stack, aim:models) repeats the headline stats once per selected model."""
     running = "vllm:num_requests_running"
     return _dashboard(
         "aim-vllm-serving",
@@ -793,23 +823,31 @@ def vllm_serving_dashboard() -> Json:
                 "pod", "Pod", f'label_values({running}{{namespace=~"$namespace", model_name=~"$model_name"}}, pod)'
             ),
         ],
-        _vllm_panels(),
+        _vllm_panels(per_model=per_model),
     )
 
 
 # ---------------------------------------------------------------- the dashboards, by ConfigMap file name
 
+
+class DashboardBuilder(Protocol):
+    """Builds one dashboard; `per_model` for a stack of several models (aim:models)."""
+
+    def __call__(self, *, per_model: bool = False) -> Json: ...
+
+
 #: File name (a valid ConfigMap key; the Grafana sidecar loads ConfigMaps labelled `grafana_dashboard: "1"`) → builder.
-DASHBOARDS: dict[str, Callable[[], Json]] = {
+DASHBOARDS: dict[str, DashboardBuilder] = {
     "aim-recipe-performance.json": recipe_performance_dashboard,
     "aim-vllm-serving.json": vllm_serving_dashboard,
 }
 
 
-def dashboard_json(name: str) -> str:
-    """The dashboard `name` (a key of DASHBOARDS) as compact JSON with sorted keys: the same bytes on every call."""
+def dashboard_json(name: str, *, per_model: bool = False) -> str:
+    """The dashboard `name` (a key of DASHBOARDS) as compact JSON with sorted keys: the same bytes on every call.
+    `per_model`: the variant for several models in one stack (rows repeated per model)."""
     try:
         build = DASHBOARDS[name]
     except KeyError:
         raise KeyError(f"unknown dashboard {name!r}; known: {', '.join(sorted(DASHBOARDS))}") from None
-    return json.dumps(build(), sort_keys=True, separators=(",", ":"))
+    return json.dumps(build(per_model=per_model), sort_keys=True, separators=(",", ":"))

@@ -154,15 +154,21 @@ def _range(estimate: Mapping[str, Any], key: str, scale: float = 1.0) -> tuple[f
     return float(estimate[key]) * scale, float(low) * scale, float(high) * scale
 
 
-def estimate_group(decision_summary: Mapping[str, Any], namespace: str, replicas: int) -> Group:
-    """The decision's estimate (`PerformanceEstimate.as_json()`: at the stack's workload, all replicas, with the
-    calibration's range) as constant series labelled like the measured ones, for measured-against-range panels, and
-    the low end of the estimate at the load the pods are running now, for the throughput alert.
-    `decision_summary` is `Decision.summary()`."""
-    _dns_label(namespace, "namespace")
-    if replicas < 1:
-        raise ValueError(f"replicas {replicas}: expected at least 1")
-    estimate = decision_summary["estimate"]
+def model_series_labels(decision_summary: Mapping[str, Any]) -> dict[str, str]:
+    """The labels that tell one model's `aim:` series from another's in a namespace several models share
+    (aim:models): its recipe and its model, as the engine writes them on its pods."""
+    return {
+        "recipe": label_value(str(decision_summary["recipe_id"])),
+        "model": label_value(str(decision_summary["model"])),
+    }
+
+
+def _matchers(labels: Mapping[str, str]) -> str:
+    return "".join(f', {key}="{value}"' for key, value in labels.items())
+
+
+def _checked_step_and_band(estimate: Mapping[str, Any], replicas: int) -> tuple[float, float, float]:
+    """(step base s, per-sequence s, low throughput ratio) of an estimate made for `replicas`, or ValueError."""
     planned = int(estimate["layout"]["replicas"])
     if planned != replicas:
         raise ValueError(f"replicas {replicas}: the decision's estimate is for {planned} (use Selector.with_replicas)")
@@ -178,6 +184,26 @@ def estimate_group(decision_summary: Mapping[str, Any], namespace: str, replicas
     low_ratio = float(calibration["throughput_band"][0])
     if not low_ratio > 0:
         raise ValueError(f"estimate calibration throughput_band {calibration['throughput_band']!r}: expected low > 0")
+    return base, slope, low_ratio
+
+
+def estimate_group(
+    decision_summary: Mapping[str, Any], namespace: str, replicas: int, *, deployment: str | None = None
+) -> Group:
+    """The decision's estimate (`PerformanceEstimate.as_json()`: at the stack's workload, all replicas, with the
+    calibration's range) as constant series labelled like the measured ones, for measured-against-range panels, and
+    the low end of the estimate at the load the pods are running now, for the throughput alert.
+    `decision_summary` is `Decision.summary()`. With `deployment` (several engines in one namespace), the group is
+    named after it and its at-load rule reads only this decision's recipe and model, so each model's group records
+    its own series and none records another's."""
+    _dns_label(namespace, "namespace")
+    if deployment is not None:
+        _dns_label(deployment, "deployment")
+    if replicas < 1:
+        raise ValueError(f"replicas {replicas}: expected at least 1")
+    estimate = decision_summary["estimate"]
+    per_replica, calibration = estimate["per_replica"], estimate["calibration"]
+    base, slope, low_ratio = _checked_step_and_band(estimate, replicas)
     output = _range(estimate, "output_tokens_per_s")
     ttft = _range(estimate, "ttft_p95_ms", 1 / 1000)
     tpot = _range(estimate, "tpot_p95_ms", 1 / 1000)
@@ -209,28 +235,39 @@ def estimate_group(decision_summary: Mapping[str, Any], namespace: str, replicas
     }
     rules.append({"record": names.ESTIMATE_INFO, "expr": "vector(1)", "labels": info})
     # Last: rules of a group run in order, so it reads this evaluation's constants.
-    rules.append({"record": names.ESTIMATE_AT_LOAD_LOW, "expr": at_load_low_expr(f'namespace="{namespace}"')})
-    return {"name": f"aim.estimate.{namespace}", "rules": rules}
+    in_ns = f'namespace="{namespace}"'
+    if deployment is None:
+        rules.append({"record": names.ESTIMATE_AT_LOAD_LOW, "expr": at_load_low_expr(in_ns)})
+        return {"name": f"aim.estimate.{namespace}", "rules": rules}
+    model = model_series_labels(decision_summary)
+    # The labels repeat what the matchers already yield; they tell promtool (and readers) that each model's group
+    # records a series of its own rather than the same record twice.
+    scoped = {"record": names.ESTIMATE_AT_LOAD_LOW, "expr": at_load_low_expr(in_ns, in_ns + _matchers(model))}
+    rules.append({**scoped, "labels": model})
+    return {"name": f"aim.estimate.{namespace}.{deployment}", "rules": rules}
 
 
-def at_load_low_expr(in_ns: str) -> str:
+def at_load_low_expr(in_ns: str, series: str | None = None) -> str:
     """The low end of the estimate at the load each engine pod runs now, summed per recipe:
     Σ over pods of n / (base + n × per_sequence) × workload_factor × throughput_low_ratio, n = the pod's running
     requests. Per pod, not the recipe's mean per replica: the rate is concave in n, so a mean over unevenly loaded
-    replicas would expect more than they can give and page on a load balancer's skew."""
+    replicas would expect more than they can give and page on a load balancer's skew.
+    `in_ns` selects the namespace's vLLM series; `series` (default `in_ns`) selects the `aim:` series of the recipes
+    to record it for: with the recipe and model matchers, only the pods of that model count."""
+    aim = in_ns if series is None else series
     on = f"on ({_RECIPE_BY}) group_left ()"
     running = (
         f"(vllm:num_requests_running{{{in_ns}}}\n"
-        f"      * on (namespace, pod) group_left ({', '.join(_FRIENDLY)}) {names.POD_RECIPE_INFO}{{{in_ns}}})"
+        f"      * on (namespace, pod) group_left ({', '.join(_FRIENDLY)}) {names.POD_RECIPE_INFO}{{{aim}}})"
     )
     step = (
-        f"({running}\n    * {on} {names.ESTIMATE_STEP_PER_SEQUENCE}{{{in_ns}}}\n"
-        f"    + {on} {names.ESTIMATE_STEP_BASE}{{{in_ns}}})"
+        f"({running}\n    * {on} {names.ESTIMATE_STEP_PER_SEQUENCE}{{{aim}}}\n"
+        f"    + {on} {names.ESTIMATE_STEP_BASE}{{{aim}}})"
     )
     per_recipe = f"sum by ({_RECIPE_BY}) (\n    {running}\n  /\n    {step}\n)"
     return (
-        f"{per_recipe}\n* on ({_RECIPE_BY}) {names.ESTIMATE_WORKLOAD_FACTOR}{{{in_ns}}}\n"
-        f"* on ({_RECIPE_BY}) {names.ESTIMATE_THROUGHPUT_LOW_RATIO}{{{in_ns}}}"
+        f"{per_recipe}\n* on ({_RECIPE_BY}) {names.ESTIMATE_WORKLOAD_FACTOR}{{{aim}}}\n"
+        f"* on ({_RECIPE_BY}) {names.ESTIMATE_THROUGHPUT_LOW_RATIO}{{{aim}}}"
     )
 
 
@@ -332,6 +369,7 @@ class _Scope:
     budget: int
     thresholds: AlertThresholds
     in_ns: str
+    series: str  # selects this engine's `aim:` series: the namespace, and its recipe and model when it shares it
     pods: str
     by_pod: str
     recipe: str
@@ -342,15 +380,32 @@ class _Scope:
     where_dep: str
 
 
-def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int, thresholds: AlertThresholds) -> Group:
+def _check_series(series: Mapping[str, str]) -> None:
+    for key, value in series.items():
+        if key not in _FRIENDLY or not value or '"' in value or "\\" in value:
+            raise ValueError(f"series label {key}={value!r}: expected one of {', '.join(_FRIENDLY)} with a label value")
+
+
+def alert_group(
+    *,
+    namespace: str,
+    deployment: str,
+    startup_budget_seconds: int,
+    thresholds: AlertThresholds,
+    series: Mapping[str, str] | None = None,
+) -> Group:
     """Alerts for the engine `deployment` in `namespace` (its pods are `<deployment>-<hash>-<id>`), with the
-    start-up budget of its decision (engine.startup_budget_seconds) and the recipe's thresholds."""
+    start-up budget of its decision (engine.startup_budget_seconds) and the recipe's thresholds.
+    `series` (model_series_labels) when several engines share the namespace: the alerts on `aim:` series then read
+    only this engine's recipe and model (another model's queue is not this one's alert, nor fired twice), and the
+    group is named after the deployment so that every engine's group has a name of its own."""
     ns = _dns_label(namespace, "namespace")
     dep = _dns_label(deployment, "deployment")
     budget = int(startup_budget_seconds)
     if budget <= 0:
         raise ValueError(f"startup budget {startup_budget_seconds}: expected seconds > 0")
     in_ns = f'namespace="{ns}"'
+    _check_series(series or {})
     pods = f'{in_ns}, pod=~"{dep}-[a-z0-9]+-[a-z0-9]+"'
     by_pod = "namespace, pod"
     recipe = f"{_label('recipe')} ({_label('model')} on {_label('gpu')}) in {_label('namespace')}"
@@ -367,26 +422,30 @@ def alert_group(*, namespace: str, deployment: str, startup_budget_seconds: int,
     ready_now = f'(max by ({by_pod}) (kube_pod_status_ready{{{pods}, condition="true"}}) == 1)'
     starting = f"count by (namespace) (\n    (time() - {initialized}) <= {budget} unless on ({by_pod}) {ready_now}\n  )"
     deployment_sel = f'{in_ns}, deployment="{dep}"'
-    available = f"max by (namespace, deployment) (kube_deployment_status_replicas_available{{{deployment_sel}}})"
-    wanted = f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{deployment_sel}}})"
-    where_dep = f"{_label('namespace')}/{_label('deployment')}"
-
     scope = _Scope(
         ns=ns,
         budget=budget,
         thresholds=thresholds,
         in_ns=in_ns,
+        series=in_ns + _matchers(series or {}),
         pods=pods,
         by_pod=by_pod,
         recipe=recipe,
         initialized=initialized,
         starting=starting,
-        available=available,
-        wanted=wanted,
-        where_dep=where_dep,
+        available=f"max by (namespace, deployment) (kube_deployment_status_replicas_available{{{deployment_sel}}})",
+        wanted=f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{deployment_sel}}})",
+        where_dep=f"{_label('namespace')}/{_label('deployment')}",
     )
     alerts = [*_availability_alerts(scope), *_serving_alerts(scope), *_gpu_alerts(scope)]
-    return {"name": f"aim.alerts.{ns}", "rules": alerts}
+    if series is None:
+        return {"name": f"aim.alerts.{ns}", "rules": alerts}
+    # Every engine's group holds the same alerts: the deployment label says whose alert fired (Alertmanager can
+    # route per model on it) and keeps one model's alert from looking like another's, e.g. a lost GPU on a node that
+    # runs pods of both.
+    for alert in alerts:
+        alert["labels"]["deployment"] = dep
+    return {"name": f"aim.alerts.{ns}.{dep}", "rules": alerts}
 
 
 def _availability_alerts(s: _Scope) -> list[Rule]:
@@ -439,7 +498,7 @@ def _serving_alerts(s: _Scope) -> list[Rule]:
     return [
         _alert(
             "AimQueueDepthHigh",
-            f"{names.REQUESTS_WAITING}{{{s.in_ns}}} > {s.thresholds.queue_depth}",
+            f"{names.REQUESTS_WAITING}{{{s.series}}} > {s.thresholds.queue_depth}",
             "5m",
             "warning",
             "Requests are queueing in front of the AIM engine.",
@@ -448,7 +507,7 @@ def _serving_alerts(s: _Scope) -> list[Rule]:
         ),
         _alert(
             "AimKvCacheNearlyFull",
-            f"{names.KV_CACHE_USAGE}{{{s.in_ns}}} > {_number(s.thresholds.kv_cache_usage)}",
+            f"{names.KV_CACHE_USAGE}{{{s.series}}} > {_number(s.thresholds.kv_cache_usage)}",
             "10m",
             "warning",
             "The KV cache of an AIM engine replica is nearly full.",
@@ -457,7 +516,7 @@ def _serving_alerts(s: _Scope) -> list[Rule]:
         ),
         _alert(
             "AimTimeToFirstTokenHigh",
-            f"{names.TTFT_P95}{{{s.in_ns}}} > {_number(s.thresholds.ttft_p95_seconds)}",
+            f"{names.TTFT_P95}{{{s.series}}} > {_number(s.thresholds.ttft_p95_seconds)}",
             "10m",
             "warning",
             "Time to first token of the AIM engine is above its target.",
@@ -466,7 +525,7 @@ def _serving_alerts(s: _Scope) -> list[Rule]:
         ),
         _alert(
             "AimThroughputBelowEstimate",
-            _throughput_expr(s.in_ns, s.thresholds.throughput_fraction),
+            _throughput_expr(s.series, s.thresholds.throughput_fraction),
             "15m",
             "warning",
             "The AIM engine generates fewer tokens than the low end of its recipe's estimate at the load it runs.",
@@ -476,7 +535,7 @@ def _serving_alerts(s: _Scope) -> list[Rule]:
         ),
         _alert(
             "AimPreempting",
-            f"{names.PREEMPTIONS_RATE}{{{s.in_ns}}} > 0",
+            f"{names.PREEMPTIONS_RATE}{{{s.series}}} > 0",
             "15m",
             "warning",
             "vLLM keeps preempting requests of the AIM engine.",
@@ -511,16 +570,16 @@ def _gpu_alerts(s: _Scope) -> list[Rule]:
     ]
 
 
-def _throughput_expr(in_ns: str, fraction: float) -> str:
+def _throughput_expr(series: str, fraction: float) -> str:
     """Measured tokens/s below `fraction` of the estimate's low end at the observed load, while busy. Both sides are
     5-minute averages. The expected side averages the recorded rate, not the running count: the rate is concave in
     the count, so the rate at a mean count over-expects bursty traffic (10 % of the time at 320 running yields a
     tenth of the rate at 320, far below the rate at 32)."""
     on = f"on ({_RECIPE_BY})"
-    expected = f"avg_over_time({names.ESTIMATE_AT_LOAD_LOW}{{{in_ns}}}[{RATE_WINDOW}])"
-    running = f"avg_over_time({names.REQUESTS_RUNNING}{{{in_ns}}}[{RATE_WINDOW}])"
+    expected = f"avg_over_time({names.ESTIMATE_AT_LOAD_LOW}{{{series}}}[{RATE_WINDOW}])"
+    running = f"avg_over_time({names.REQUESTS_RUNNING}{{{series}}}[{RATE_WINDOW}])"
     return (
-        f"(\n  {names.GENERATION_TOKENS_RATE}{{{in_ns}}}\n  < {on}\n  {_number(fraction)} * {expected}\n)\n"
+        f"(\n  {names.GENERATION_TOKENS_RATE}{{{series}}}\n  < {on}\n  {_number(fraction)} * {expected}\n)\n"
         f"and {on}\n({running} > 0)"
     )
 
@@ -551,6 +610,46 @@ def _gpu_lost_expr(pods: str) -> str:
         f"(\n  ({capacity} - {allocatable} > 0)\n  or\n  ({before} - {allocatable} > 0)\n)\n"
         f"* on (node) group_left (namespace)\nmax by (node, namespace) (kube_pod_info{{{pods}}})"
     )
+
+
+# ------------------------------------------------------------------------------------------------ collisions
+
+#: An equality matcher on one of the labels every `aim:` series carries (not `=~`, `!=`, nor `model_name=`).
+_PINNING_MATCHER = re.compile(r"\b(" + "|".join(names.RECIPE_LABELS) + r')="([^"]*)"')
+
+
+def pinned_labels(rule: Rule) -> dict[str, str]:
+    """The `aim:` labels (namespace, recipe, model, gpu) a recording rule's every output series has one known value
+    of: its static `labels`, and each of those labels that its expression matches with `=` on a single value
+    (these rules aggregate `by (namespace, recipe, model, gpu)`, so a matched value is the output's value)."""
+    matched: dict[str, set[str]] = {}
+    for key, value in _PINNING_MATCHER.findall(str(rule["expr"])):
+        matched.setdefault(key, set()).add(value)
+    pinned = {key: values.pop() for key, values in matched.items() if len(values) == 1}
+    pinned.update({key: str(value) for key, value in rule.get("labels", {}).items() if key in names.RECIPE_LABELS})
+    return pinned
+
+
+def recording_collisions(groups: Sequence[Group]) -> list[str]:
+    """Pairs of recording rules that may record the same series with the same labels: Prometheus keeps one of the two
+    samples and warns, so a panel or alert would read another model's numbers. Two rules of one record name are apart
+    only when some `aim:` label is pinned (pinned_labels) to different values in each; a rule that pins nothing must
+    be the only one of its name. Empty when no two rules can collide."""
+    by_record: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for group in groups:
+        for rule in group["rules"]:
+            if "record" in rule:
+                by_record.setdefault(rule["record"], []).append((group["name"], pinned_labels(rule)))
+    problems = []
+    for record, recorded in by_record.items():
+        for index, (group_name, pinned) in enumerate(recorded):
+            for other_group, other in recorded[index + 1 :]:
+                if not any(key in other and other[key] != value for key, value in pinned.items()):
+                    problems.append(
+                        f"{record}: groups {group_name} ({pinned or 'any labels'}) and {other_group} "
+                        f"({other or 'any labels'}) may record the same series"
+                    )
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------ rule file

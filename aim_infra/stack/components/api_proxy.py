@@ -46,6 +46,7 @@ def proxy_config(
     listen_host: str | None = None,
     temp_dir: str = "/tmp",
     workers: int = 2,
+    key_check: str | None = None,
 ) -> str:
     """nginx.conf for the sidecar. `listen_host` None = every address of the pod (tests pass 127.0.0.1).
 
@@ -53,8 +54,13 @@ def proxy_config(
     AuthenticationMiddleware); /invocations, /pooling, /score, /rerank, /tokenize, /metrics, /version, … are open.
     The API listener therefore forwards exactly: `/v1/…` whose *raw* request URI also starts with /v1/ (nginx matches
     locations on the normalised URI but forwards the raw one, and `/metrics/../v1/x` must not reach vLLM's /metrics
-    mount), and `/health` for the probes. Everything else is 404. The metrics listener forwards only `/metrics`."""
+    mount), and `/health` for the probes. Everything else is 404. The metrics listener forwards only `/metrics`.
+
+    `key_check`: a file nginx includes in the /v1/ location after the raw-URI check, for an upstream that does not
+    check the API key on every /v1 route itself (the model router: stack/manifests/router.py renders that file).
+    None: nothing included."""
     host = f"{listen_host}:" if listen_host else ""
+    include = f"            include {key_check};\n" if key_check else ""
     return f"""# Rendered by aim_infra.stack.components.api_proxy: only /v1 (API key), /health and /metrics reach vLLM.
 worker_processes {workers};
 daemon off;
@@ -88,7 +94,7 @@ http {{
             if ($request_uri !~ "^/v1/") {{
                 return 404;
             }}
-            proxy_pass http://vllm;
+{include}            proxy_pass http://vllm;
 {_FORWARD}
         }}
 

@@ -69,6 +69,12 @@ class AimEngineArgs:
     api_proxy_image: str = api_proxy.DEFAULT_PROXY_IMAGE
     #: Client networks a LoadBalancer admits (spec.loadBalancerSourceRanges); ignored for other service types.
     api_allowed_cidrs: list[str] = field(default_factory=list)
+    #: The namespace object another engine declared (several models in one namespace): this engine then declares
+    #: none of its own; None = declare it (one model per stack).
+    shared_namespace: KubernetesObject | None = None
+    #: KEDA scales the Deployment (a ScaledObject targets it): `replicas` is only its first size, and Pulumi leaves
+    #: spec.replicas to the autoscaler afterwards instead of resetting it on every `up`.
+    autoscaled: bool = False
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -98,7 +104,10 @@ class AimEngine(pulumi.ComponentResource):
         # Deleting a namespace deletes everything in it, so a kept model cache needs its namespace kept too; Pulumi
         # still deletes every other object in it one by one, and the provider adopts both on the next up.
         retained = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_model_cache)
-        self.namespace = KubernetesObject(f"{name}-namespace", objects.namespace_manifest(names), opts=retained)
+        if args.shared_namespace is None:
+            self.namespace = KubernetesObject(f"{name}-namespace", objects.namespace_manifest(names), opts=retained)
+        else:
+            self.namespace = args.shared_namespace
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.service_account = KubernetesObject(f"{name}-sa", objects.service_account(names, labels), opts=in_ns)
         hf_token = objects.secret(names, labels, names.hf_token_secret, HF_TOKEN_DATA_KEY, args.hf_token)
@@ -221,5 +230,6 @@ class AimEngine(pulumi.ComponentResource):
                 parent=self,
                 depends_on=[*waits_for, *args.depends_on],
                 custom_timeouts=pulumi.CustomTimeouts(create=rollout, update=rollout),
+                ignore_changes=["spec.replicas"] if args.autoscaled else None,
             ),
         )

@@ -111,9 +111,9 @@ class HelmRelease(pulumi.CustomResource):
 
 #: Every Kubernetes type this stack declares, with the older type tokens its generated pulumi_kubernetes class declares
 #: as aliases (so an object first created under an older apiVersion keeps its state); () where the class declares
-#: none or there is no generated class (the Prometheus operator's CRDs). Exactly the kinds the stacks declare: test_kube
-#: runs every Pulumi.<stack>.yaml and fails on a declared kind missing here or an entry no stack declares, and checks
-#: each entry against the installed pulumi_kubernetes (4.34).
+#: none or there is no generated class (the Prometheus operator's and KEDA's CRDs). Exactly the kinds the stacks
+#: declare: test_kube runs every Pulumi.<stack>.yaml and fails on a declared kind missing here or an entry no stack
+#: declares, and checks each entry against the installed pulumi_kubernetes (4.34).
 ALIASES: dict[str, tuple[str, ...]] = {
     "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy": (
         "kubernetes:admissionregistration.k8s.io/v1alpha1:ValidatingAdmissionPolicy",
@@ -136,6 +136,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "kubernetes:core/v1:Service": (),
     "kubernetes:core/v1:ServiceAccount": (),
     HELM_RELEASE: (),
+    "kubernetes:keda.sh/v1alpha1:ScaledObject": (),
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": (),
     "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": (),
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("kubernetes:extensions/v1beta1:NetworkPolicy",),

@@ -9,7 +9,13 @@ import pulumi
 
 from aim_infra.common.contract import PART_OF, PART_OF_LABEL
 from aim_infra.planning.monitoring.dashboards import DASHBOARDS, dashboard_json
-from aim_infra.planning.monitoring.rules import AlertThresholds, alert_group, estimate_group, recording_groups
+from aim_infra.planning.monitoring.rules import (
+    AlertThresholds,
+    alert_group,
+    estimate_group,
+    model_series_labels,
+    recording_groups,
+)
 from aim_infra.stack.components.kube import KubernetesObject
 
 SCRAPE_INTERVAL = "15s"
@@ -27,6 +33,13 @@ class MonitoringArgs:
     replicas: int
     startup_budget_seconds: int
     thresholds: AlertThresholds
+    #: The namespace-wide parts: the recording rules and the dashboards. With several models in one namespace
+    #: (aim:models) only the first model's Monitoring declares them; the others add their own ServiceMonitor, estimate
+    #: series and alerts.
+    shared: bool = True
+    #: Several models' engines share the namespace (aim:models): this engine's estimate group and alerts read only its
+    #: recipe and model's `aim:` series and are named after it, and the dashboards repeat their rows per model.
+    per_model: bool = False
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -44,29 +57,18 @@ class Monitoring(pulumi.ComponentResource):
         labels = {PART_OF_LABEL: PART_OF, "release": args.release_name}
 
         self.service_monitor = KubernetesObject(
-            f"{name}-service-monitor",
-            {
-                "apiVersion": "monitoring.coreos.com/v1",
-                "kind": "ServiceMonitor",
-                "metadata": {"name": args.engine_name, "namespace": args.namespace, "labels": labels},
-                "spec": {
-                    "selector": {"matchLabels": dict(args.selector_labels)},
-                    "namespaceSelector": {"matchNames": [args.namespace]},
-                    # The operator adds namespace, pod, service and container labels: the rules join on them.
-                    # The API proxy's metrics-only listener (the `<engine>-metrics` ClusterIP Service).
-                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
-                },
-            },
-            opts=child,
+            f"{name}-service-monitor", service_monitor_manifest(args, labels), opts=child
         )
+        scope = args.engine_name if args.per_model else None
         groups = [
-            *recording_groups(),
-            estimate_group(args.decision_summary, args.namespace, args.replicas),
+            *(recording_groups() if args.shared else []),
+            estimate_group(args.decision_summary, args.namespace, args.replicas, deployment=scope),
             alert_group(
                 namespace=args.namespace,
                 deployment=args.engine_name,
                 startup_budget_seconds=args.startup_budget_seconds,
                 thresholds=args.thresholds,
+                series=model_series_labels(args.decision_summary) if args.per_model else None,
             ),
         ]
         self.rules = KubernetesObject(
@@ -80,7 +82,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         self.dashboards = {}
-        for file_name in sorted(DASHBOARDS):
+        for file_name in sorted(DASHBOARDS) if args.shared else []:
             stem = file_name.removesuffix(".json")
             self.dashboards[file_name] = KubernetesObject(
                 f"{name}-dashboard-{stem}",
@@ -92,8 +94,23 @@ class Monitoring(pulumi.ComponentResource):
                         "namespace": args.monitoring_namespace,
                         "labels": {**labels, **DASHBOARD_LABEL},
                     },
-                    "data": {file_name: dashboard_json(file_name)},
+                    "data": {file_name: dashboard_json(file_name, per_model=args.per_model)},
                 },
                 opts=child,
             )
-        self.register_outputs({"dashboards": sorted(DASHBOARDS), "rule_groups": [g["name"] for g in groups]})
+        self.register_outputs({"dashboards": sorted(self.dashboards), "rule_groups": [g["name"] for g in groups]})
+
+
+def service_monitor_manifest(args: MonitoringArgs, labels: dict[str, str]) -> dict[str, Any]:
+    """Prometheus scrapes the engine's metrics-only listener (the `<engine>-metrics` ClusterIP Service)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": args.engine_name, "namespace": args.namespace, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": dict(args.selector_labels)},
+            "namespaceSelector": {"matchNames": [args.namespace]},
+            # The operator adds namespace, pod, service and container labels: the rules join on them.
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+        },
+    }

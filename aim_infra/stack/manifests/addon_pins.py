@@ -92,7 +92,6 @@ CHARTS: dict[str, ChartPin] = {
     "amd_gpu_plugin": AMD_GPU,
     "monitoring": KUBE_PROMETHEUS_STACK,
 }
-ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER}
 
 LOCAL_PATH_VERSION = "v0.0.37"  # tag v0.0.37; its deploy/local-path-storage.yaml runs this image
 LOCAL_PATH_IMAGE = f"rancher/local-path-provisioner:{LOCAL_PATH_VERSION}"
@@ -106,3 +105,53 @@ IMAGE_PINS: dict[str, PinEvidence] = {
         "https://github.com/docker-library/official-images/blob/master/library/busybox"
     ),
 }
+
+
+@dataclass(frozen=True)
+class ImagePin:
+    """One image pinned by tag and digest, with where the tag was seen to be published; `reference` is what a pod
+    runs. Kept apart from IMAGE_PINS, which lists exactly the images the add-ons themselves declare."""
+
+    repository: str
+    tag: str
+    digest: str
+    evidence: PinEvidence
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}@{self.digest}"
+
+
+#: The vLLM production-stack router that the ModelRouter runs (stack/manifests/router.py), as of chart vllm-stack
+#: 0.1.12 (tag vllm-stack-0.1.12, commit 66b60661aa3052810859a417559e9e830772a091, 2026-07-24). The evidence is the
+#: tag's .github/workflows/helm-release.yml: every push to main that touches helm/ builds the router and pushes
+#: `lmcache/lmstack-router:v<version in helm/Chart.yaml>`. That makes the tag mutable until the chart version moves
+#: on, so the digest pins the content. The digest is the one a public deployment record of 2026-09-14 gives for this
+#: tag, pulled from Docker Hub and run with chart 0.1.12. Docker Hub cannot be reached from the machine these pins
+#: were checked on, so check it with `docker buildx imagetools inspect lmcache/lmstack-router:v0.1.12`. The image is
+#: amd64 only. The router's flags at the tag (src/vllm_router/parsers/parser.py) match those on main as of 2026-08-05
+#: except for two help texts; tests/stack/components/test_router_builders.py keeps the list.
+ROUTER_PIN = ImagePin(
+    repository="lmcache/lmstack-router",
+    tag="v0.1.12",
+    digest="sha256:d8cfaf022f0179ba3f9d2bbcb95c602bd639b700f7a6ac409626758d1a366483",
+    evidence=PinEvidence(
+        "https://github.com/vllm-project/production-stack/blob/vllm-stack-0.1.12/.github/workflows/helm-release.yml",
+        checked_on="2026-12-06",
+    ),
+)
+#: KEDA, for autoscaling the models (issue 13). Tag v2.20.2 of kedacore/charts (commit cbb9bb8c, 2026-07-31):
+#: keda/Chart.yaml says version 2.20.2, appVersion 2.20.2; its values.yaml is what keda_values sets keys of, and its
+#: templates/crds/crd-scaledobjects.yaml the ScaledObject schema tests/stack/scaledobject_schema.py is written from.
+#: 2.21.1 was released later but its CRD was not read here. Installed only when some model autoscales.
+KEDA = ChartPin(
+    chart="keda",
+    version="2.20.2",
+    repo="https://kedacore.github.io/charts",
+    release_name="keda",
+    namespace="keda",
+    timeout_seconds=600,
+    evidence=PinEvidence("https://github.com/kedacore/charts/releases/tag/v2.20.2"),
+)
+#: Every chart the install plan may install, by its key there.
+ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER, "keda": KEDA}

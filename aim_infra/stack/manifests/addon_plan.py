@@ -30,6 +30,7 @@ from aim_infra.stack.manifests.addon_pins import (
     AMD_GPU,
     CALICO,
     DEVICE_METRICS_EXPORTER,
+    KEDA,
     KUBE_PROMETHEUS_STACK,
     METRICS_SERVER,
     ChartPin,
@@ -38,6 +39,7 @@ from aim_infra.stack.manifests.addon_values import (
     amd_gpu_values,
     calico_values,
     device_metrics_exporter_values,
+    keda_values,
     metrics_server_values,
     monitoring_values,
     release_spec,
@@ -65,6 +67,9 @@ class ClusterAddonsArgs:
     control_plane_metrics: bool = False
     #: Grafana's admin password (a secret Output); None = generate one (pulumi_random) when monitoring is on.
     grafana_admin_password: Any = None
+    #: KEDA, when some model autoscales between replica bounds (aim:models); it watches `keda_namespaces` only.
+    keda: bool = False
+    keda_namespaces: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.calico:
@@ -78,6 +83,7 @@ class ClusterAddonsArgs:
         monitoring_values: Mapping[str, Any] | None = None,
         grafana_admin_password: Any = None,
     ) -> ClusterAddonsArgs:
+        keda = any(model.autoscaled for model in settings.models)  # KEDA scales the models with replica bounds
         return cls(
             calico=settings.calico,
             pod_cidr=settings.pod_cidr,
@@ -90,6 +96,8 @@ class ClusterAddonsArgs:
             device_metrics_exporter=settings.device_metrics_exporter,
             control_plane_metrics=control_plane_metrics_reachable(settings.cluster_bootstrap),
             grafana_admin_password=grafana_admin_password,
+            keda=keda,
+            keda_namespaces=(settings.namespace,) if keda else (),
         )
 
 
@@ -173,7 +181,7 @@ def _dashed(key: str) -> str:
 def install_plan(args: ClusterAddonsArgs, stack: str, pod_labels: Sequence[str]) -> AddonPlan:
     """What ClusterAddons installs, in order: Calico first (every other add-on's pods need its pod network, so they
     wait for its release), then metrics-server, local-path-provisioner, the AMD GPU device plugin, kube-prometheus-
-    stack and device-metrics-exporter, each only when on. `stack` (`<project>/<stack>`) goes into local-path's
+    stack, device-metrics-exporter and KEDA, each only when on. `stack` (`<project>/<stack>`) goes into local-path's
     ownership markers; `pod_labels` are the pod labels kube-state-metrics exports."""
     plan = AddonPlan()
     first: tuple[str, ...] = ()
@@ -213,6 +221,13 @@ def install_plan(args: ClusterAddonsArgs, stack: str, pod_labels: Sequence[str])
         # Its ServiceMonitor needs the CRD kube-prometheus-stack installs.
         after = [exporter_ns, *first, *monitoring]
         plan.release("device_metrics_exporter", DEVICE_METRICS_EXPORTER, device_metrics_exporter_values(), after)
+
+    if args.keda:
+        # Its pods need no host access: the cluster's default Pod Security level applies. Its ServiceMonitor needs
+        # the CRD kube-prometheus-stack installs, and its ScaledObjects read that Prometheus.
+        keda_ns = plan.namespace("keda", KEDA.namespace, {})
+        values = keda_values(args.keda_namespaces, monitoring=args.monitoring)
+        plan.release("keda", KEDA, values, after=[keda_ns, *first, *monitoring])
     return plan
 
 

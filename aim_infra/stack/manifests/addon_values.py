@@ -172,3 +172,51 @@ def device_metrics_exporter_values() -> dict[str, Any]:
             }
         },
     }
+
+
+#: Requests and limits of each KEDA pod (the keys of chart 2.20.2's `resources`): the chart's documented defaults,
+#: stated here so that a chart upgrade changing them shows in our diff. Each pod watches a few ScaledObjects and
+#: answers the HPA's metric reads; 100m / 100Mi is what KEDA's operations guide sizes for that.
+KEDA_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    pod: {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "1", "memory": "1000Mi"}}
+    for pod in ("operator", "metricServer", "webhooks")
+}
+
+
+def keda_values(watch_namespaces: Sequence[str], monitoring: bool) -> dict[str, Any]:
+    """keda values (chart 2.20.2): its CRDs (templates, so `helm upgrade` updates them too), and no more cluster-wide
+    power than scaling our models needs.
+
+    - watchNamespace: the operator watches only the models' namespaces, and the chart then binds its ClusterRole
+      there by RoleBindings instead of one ClusterRoleBinding.
+    - rbac.enabledCustomScaledRefKinds off: the chart's default adds get/update of `*/scale` and get of every
+      resource in every API group; Deployments (all we scale) are in its fixed rules.
+    - permissions.*.restrict.secret: we use no TriggerAuthentication (Prometheus is read in-cluster without
+      credentials), so neither the operator nor the metrics server may list Secrets outside KEDA's namespace.
+    - The operator's own metrics (scaler errors, the metric values it read) are exported, with a ServiceMonitor for
+      kube-prometheus-stack when monitoring is installed (it brings the CRD).
+    - image.pullPolicy IfNotPresent: the image tag is the chart's pinned appVersion, so a restart needs no registry
+      (the chart's default is Always)."""
+    if not watch_namespaces:
+        raise ValueError("KEDA must watch at least the namespace of the models it scales")
+    return {
+        "crds": {"install": True},
+        "watchNamespace": ",".join(sorted(set(watch_namespaces))),
+        "rbac": {"enabledCustomScaledRefKinds": False},
+        "permissions": {
+            "operator": {"restrict": {"secret": True}},
+            "metricServer": {"restrict": {"secret": True}},
+        },
+        "image": {"pullPolicy": "IfNotPresent"},
+        "resources": copy.deepcopy(KEDA_RESOURCES),
+        "prometheus": {
+            "operator": {
+                "enabled": True,
+                "serviceMonitor": {
+                    "enabled": monitoring,
+                    # Selected by a Prometheus that keeps kube-prometheus-stack's `release: <release>` selector.
+                    "additionalLabels": {"release": KUBE_PROMETHEUS_STACK.release_name},
+                },
+            }
+        },
+    }

@@ -22,6 +22,7 @@ DASHBOARD_NAMES = sorted(dashboards.DASHBOARDS)
 VARIABLE_VALUES = {
     "namespace": "aim-serving",
     "recipe": "llama-3-1-8b-instruct-mi300x-tp1",
+    "model": "meta-llama_Llama-3.1-8B-Instruct",
     "model_name": "meta-llama/Llama-3.1-8B-Instruct",
     "pod": "llama-3-1-8b-0",
     "__rate_interval": "1m",
@@ -88,9 +89,14 @@ def _substitute(expr: str) -> str:
     return VARIABLE.sub(value, expr)
 
 
-@pytest.fixture(scope="module", params=DASHBOARD_NAMES)
+#: Every dashboard as a single-model stack ships it and as a stack of several models (aim:models) does.
+VARIANTS = [(name, per_model) for name in DASHBOARD_NAMES for per_model in (False, True)]
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=[f"{n}-{'per-model' if p else 'single'}" for n, p in VARIANTS])
 def dashboard(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return json.loads(dashboards.dashboard_json(request.param))
+    name, per_model = request.param
+    return json.loads(dashboards.dashboard_json(name, per_model=per_model))
 
 
 def _by_title(dashboard: dict[str, Any], fragment: str) -> dict[str, Any]:
@@ -195,14 +201,16 @@ def _promtool() -> str:
 def test_every_query_parses_as_promql(tmp_path: Path) -> None:
     promtool = _promtool()
     rules = []
-    for name in DASHBOARD_NAMES:
-        prefix = "dashboard_check:" + re.sub(r"\W", "_", name.removesuffix(".json"))
-        model = dashboards.DASHBOARDS[name]()
+    for name, per_model in VARIANTS:
+        prefix = (
+            "dashboard_check:" + re.sub(r"\W", "_", name.removesuffix(".json")) + (":per_model" if per_model else "")
+        )
+        model = dashboards.DASHBOARDS[name](per_model=per_model)
         for index, expr in enumerate(_expressions(model)):
             concrete = _substitute(expr)
             assert "$" not in concrete.replace("$1", ""), concrete
             rules.append({"record": f"{prefix}:q{index}", "expr": concrete})
-    assert len(rules) > 30
+    assert len(rules) > 60
     rules_file = tmp_path / "dashboard-queries.rules.yml"
     rules_file.write_text(json.dumps({"groups": [{"name": "dashboard-queries", "rules": rules}]}, indent=1))
     result = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
@@ -356,3 +364,48 @@ def test_the_vllm_dashboard_filters_by_model_namespace_and_pod() -> None:
                 assert selector in target["expr"], f"{panel['title']}: {target['expr']}"
     heatmaps = [panel for panel in _data_panels(model) if panel["type"] == "heatmap"]
     assert len(heatmaps) == 2 and all(panel["targets"][0]["format"] == "heatmap" for panel in heatmaps)
+
+
+def test_per_model_recipe_rows_repeat_per_model_picked_from_a_multi_value_variable() -> None:
+    model = dashboards.recipe_performance_dashboard(per_model=True)
+    variables = {variable["name"]: variable for variable in model["templating"]["list"]}
+    assert variables["model"]["multi"] and variables["model"]["includeAll"]
+    assert (
+        variables["model"]["definition"] == f'label_values({names.POD_RECIPE_INFO}{{namespace=~"$namespace"}}, model)'
+    )
+    assert 'model=~"$model"' in variables["recipe"]["definition"]
+    rows = [panel for panel in model["panels"] if panel["type"] == "row"]
+    assert [(panel["title"], panel.get("repeat")) for panel in rows] == [("Model $model", "model")]
+    for panel in _data_panels(model):
+        for target in panel["targets"]:
+            for selector in ('namespace=~"$namespace"', 'model=~"$model"', 'recipe=~"$recipe"'):
+                assert selector in target["expr"], f"{panel['title']}: {target['expr']}"
+    # The same panels as the single-model dashboard, only filtered by model as well.
+    single = _data_panels(dashboards.recipe_performance_dashboard())
+    assert [panel["title"] for panel in _data_panels(model)] == [panel["title"] for panel in single]
+
+
+def test_per_model_vllm_headline_stats_repeat_per_selected_model() -> None:
+    model = dashboards.vllm_serving_dashboard(per_model=True)
+    variables = {variable["name"]: variable for variable in model["templating"]["list"]}
+    assert variables["model_name"]["multi"] and variables["model_name"]["includeAll"]
+    first = model["panels"][0]
+    assert first["type"] == "row" and first.get("repeat") == "model_name" and "$model_name" in first["title"]
+    # The repeated row holds the headline stats, up to the next (plain) row.
+    following = model["panels"][1:]
+    stats = following[: next(i for i, panel in enumerate(following) if panel["type"] == "row")]
+    assert stats and {panel["type"] for panel in stats} == {"stat"}
+    assert [panel.get("repeat") for panel in model["panels"] if panel["type"] == "row"][1:] == [None] * 4
+    single = dashboards.vllm_serving_dashboard()
+    assert [p["title"] for p in _data_panels(model)] == [p["title"] for p in _data_panels(single)]
+
+
+def test_the_single_model_dashboards_have_no_per_model_rows() -> None:
+    for name in DASHBOARD_NAMES:
+        text = dashboards.dashboard_json(name)
+        assert text == dashboards.dashboard_json(name, per_model=False)
+        model = json.loads(text)
+        assert "model" not in {variable["name"] for variable in model["templating"]["list"]}
+        # Compact JSON escapes the selector's quotes: `model=~\"$model\"`.
+        assert '$model"' not in text.replace("\\", "") and "Model $" not in text
+    assert [p.get("repeat") for p in dashboards.vllm_serving_dashboard()["panels"] if p["type"] == "row"] == [None] * 4

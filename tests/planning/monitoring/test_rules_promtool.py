@@ -844,3 +844,76 @@ def test_rule_file_is_plain_prometheus_yaml() -> None:
     groups = stack_rules("dev").groups()
     assert yaml.safe_load(rules.rule_file(groups)) == {"groups": groups}
     assert rules.label_value("meta-llama/Llama-3.3-70B-Instruct") == "meta-llama_Llama-3.3-70B-Instruct"
+
+
+# ------------------------------------------------------------------------------------------------ several models
+
+
+SERVING_ALERTS = (
+    "AimQueueDepthHigh",
+    "AimKvCacheNearlyFull",
+    "AimTimeToFirstTokenHigh",
+    "AimThroughputBelowEstimate",
+    "AimPreempting",
+)
+
+
+def two_models() -> list[tuple[str, dict[str, Any]]]:
+    """Two engines sharing the namespace `aim`: their deployment name and decision summary (recipes differ)."""
+    other = {**hand_made_summary(), "recipe_id": "other-tp1", "model": "org/Other-1B"}
+    return [("first", hand_made_summary()), ("second", other)]
+
+
+def test_two_models_estimate_groups_without_a_deployment_collide_and_with_one_do_not() -> None:
+    unscoped = [rules.estimate_group(summary, "aim", 2) for _, summary in two_models()]
+    problems = rules.recording_collisions([*rules.recording_groups(), *unscoped])
+    # The constants carry each recipe's labels; the at-load rule sums every recipe of the namespace in both.
+    assert len(problems) == 1 and problems[0].startswith(names.ESTIMATE_AT_LOAD_LOW), problems
+    scoped = [rules.estimate_group(summary, "aim", 2, deployment=name) for name, summary in two_models()]
+    assert rules.recording_collisions([*rules.recording_groups(), *scoped]) == []
+    assert [g["name"] for g in scoped] == ["aim.estimate.aim.first", "aim.estimate.aim.second"]
+    at_load = scoped[1]["rules"][-1]
+    assert at_load["record"] == names.ESTIMATE_AT_LOAD_LOW
+    assert rules.pinned_labels(at_load) == {"namespace": "aim", "recipe": "other-tp1", "model": "org_Other-1B"}
+    # The running requests are vLLM's, which carry no recipe label: they stay selected by namespace alone.
+    assert 'vllm:num_requests_running{namespace="aim"}' in at_load["expr"]
+    # The recording group declared twice collides on every one of its series.
+    twice = rules.recording_collisions([*rules.recording_groups(), *rules.recording_groups()])
+    assert len(twice) == len(rules.recording_groups()[0]["rules"])
+
+
+def test_with_series_labels_the_alerts_read_only_their_models_series() -> None:
+    ctx = stack_rules("prod")
+    groups = [
+        rules.alert_group(
+            namespace="aim",
+            deployment=name,
+            startup_budget_seconds=600,
+            thresholds=ctx.thresholds,
+            series=rules.model_series_labels(summary),
+        )
+        for name, summary in two_models()
+    ]
+    assert [g["name"] for g in groups] == ["aim.alerts.aim.first", "aim.alerts.aim.second"]
+    for group, (_, summary) in zip(groups, two_models(), strict=True):
+        labels = rules.model_series_labels(summary)
+        alerts = {rule["alert"]: rule for rule in group["rules"]}
+        assert set(alerts) == set(rules.RUNBOOKS)
+        for alert in SERVING_ALERTS:
+            for selector in re.findall(r"aim:[a-z_:0-9]+\{[^}]*\}", alerts[alert]["expr"]):
+                assert f'recipe="{labels["recipe"]}", model="{labels["model"]}"' in selector, (alert, selector)
+    with pytest.raises(ValueError, match="series label pod"):
+        rules.alert_group(
+            namespace="aim", deployment="x", startup_budget_seconds=600, thresholds=ctx.thresholds, series={"pod": "p"}
+        )
+
+
+def test_without_series_labels_the_rules_are_the_single_model_ones() -> None:
+    """One model per namespace (dev, prod): the same groups as before several models existed, byte for byte."""
+    ctx = stack_rules("dev")
+    assert ctx.alert_group()["name"] == f"aim.alerts.{ctx.namespace}"
+    assert ctx.estimate_group()["name"] == f"aim.estimate.{ctx.namespace}"
+    at_load = ctx.estimate_group()["rules"][-1]["expr"]
+    assert at_load == rules.at_load_low_expr(f'namespace="{ctx.namespace}"')
+    assert "recipe=" not in at_load and 'recipe="' not in rules.rule_file([ctx.alert_group()])
+    assert rules.recording_collisions(ctx.groups()) == []

@@ -79,7 +79,7 @@ def release_values(plan: AddonPlan, chart: str) -> dict[str, Any]:
 
 @pytest.fixture
 def everything() -> AddonPlan:
-    return plan_of(**ALL_ON, kubelet_insecure_tls=True)
+    return plan_of(**ALL_ON, kubelet_insecure_tls=True, keda=True, keda_namespaces=("aim",))
 
 
 def test_the_builders_and_this_test_load_no_pulumi() -> None:
@@ -223,6 +223,9 @@ def test_install_order_and_what_waits_for_what(everything: AddonPlan) -> None:
         "monitoring": ["monitoring-ns", "grafana-admin", "calico"],
         # The exporter's ServiceMonitor needs kube-prometheus-stack's CRDs; it shares the device plugin's namespace.
         "device-metrics-exporter": ["amd-gpu-plugin-ns", "calico", "monitoring"],
+        # KEDA's ServiceMonitor needs those CRDs too, and its ScaledObjects read that Prometheus.
+        "keda-ns": [],
+        "keda": ["keda-ns", "calico", "monitoring"],
     }
     # Install order is the list's: Calico first, each child after everything it waits for.
     keys = [c.key for c in everything.children]
@@ -235,6 +238,7 @@ def test_install_order_and_what_waits_for_what(everything: AddonPlan) -> None:
         "amd_gpu_plugin": "amd-gpu-plugin",
         "monitoring": "monitoring",
         "device_metrics_exporter": "device-metrics-exporter",
+        "keda": "keda",
     }
     assert everything.release_names == {key: pin.release_name for key, pin in ALL_CHARTS.items()}
 
@@ -291,6 +295,32 @@ def test_each_addon_alone_plans_only_its_own(addon: str) -> None:
     assert (plan.storage_class_name == "local-path") is (addon == "local_path")
     assert (plan.monitoring_namespace == "monitoring") is (addon == "monitoring")
     assert (plan.monitoring_release_name == "kube-prometheus-stack") is (addon == "monitoring")
+
+
+def test_keda_alone_plans_its_namespace_and_release_watching_the_models_namespaces() -> None:
+    plan = plan_of(**ALL_OFF, keda=True, keda_namespaces=("aim-models", "aim-models", "other"))
+    assert [c.key for c in plan.children] == ["keda-ns", "keda"]
+    assert child(plan, "keda").after == ("keda-ns",)
+    values = release_values(plan, "keda")
+    assert values["watchNamespace"] == "aim-models,other"
+    assert values["prometheus"]["operator"]["serviceMonitor"]["enabled"] is False  # no monitoring, no CRD for it
+    kubernetes_validate.validate(dict(child(plan, "keda-ns").body), KUBERNETES_VERSION, strict=True)
+    with pytest.raises(ValueError, match="at least the namespace"):
+        plan_of(**ALL_OFF, keda=True)
+
+
+def test_keda_comes_only_with_a_model_that_autoscales() -> None:
+    single = Settings()
+    assert (ClusterAddonsArgs.from_settings(single).keda, ClusterAddonsArgs.from_settings(single).keda_namespaces) == (
+        False,
+        (),
+    )
+    chat = {"name": "chat", "model": "Qwen/Qwen3-8B"}
+    fixed = Settings(namespace="aim-models", models=[{**chat, "replicas": 2}])
+    assert ClusterAddonsArgs.from_settings(fixed).keda is False
+    ranged = Settings(namespace="aim-models", models=[{**chat, "replicas": {"min": 1, "max": 2}}])
+    args = ClusterAddonsArgs.from_settings(ranged)
+    assert (args.keda, args.keda_namespaces) == (True, ("aim-models",))
 
 
 def test_monitoring_off_plans_none_of_it_and_the_exporter_waits_only_for_its_namespace() -> None:
@@ -362,6 +392,8 @@ def test_args_default_to_the_settings_defaults() -> None:
         "device_metrics_exporter": False,
         "control_plane_metrics": False,
         "grafana_admin_password": None,
+        "keda": False,  # one model at a fixed count: nothing to autoscale
+        "keda_namespaces": (),
     }
     assert asdict(ClusterAddonsArgs()) == asdict(ClusterAddonsArgs.from_settings(defaults))
 
@@ -502,6 +534,8 @@ def assert_values_keys_exist(chart: str, values: Mapping[str, Any]) -> None:
 
 def test_every_values_key_exists_in_the_pinned_chart(everything: AddonPlan) -> None:
     for key, pin in ALL_CHARTS.items():
+        if pin is addon_pins.KEDA:  # no values file of it here: test_autoscaling_builders checks its keys
+            continue
         values = release_values(everything, key)
         assert values or pin is METRICS_SERVER, pin.chart
         assert_values_keys_exist(pin.chart, values)

@@ -39,6 +39,8 @@ STACKS = {
     "prod": ("prod", {"aim:hfToken": "x", "aim:apiKey": "y"}),
     # 8 GPUs of one model fit 8 single-GPU replicas: the engine adds a PodDisruptionBudget.
     "dev-replicas": ("dev", {"aim:gpuCount": "8"}),
+    # Several models: the router's kinds and KEDA's ScaledObject (a CRD: apiextensions.CustomResource).
+    "multi": ("multi", {}),
 }
 
 GENERATED_PROGRAM = '''"""Test program: recorded Kubernetes objects declared again with the generated classes."""
@@ -276,7 +278,8 @@ def test_every_kubernetes_object_is_what_the_generated_class_sends(
 
 
 def test_the_stacks_cover_every_kind_we_declare(runs: dict[str, Run]) -> None:
-    """The comparison above sees Secrets (prod) and the PodDisruptionBudget (replicas > 1) as well."""
+    """The comparison above sees Secrets (prod), the PodDisruptionBudget (replicas > 1) and the ScaledObject (multi)
+    as well."""
     seen = {r.type for _, result, _ in runs.values() for r in result.resources if is_kubernetes_object(r.type)}
     assert seen == {
         "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy",
@@ -290,6 +293,7 @@ def test_the_stacks_cover_every_kind_we_declare(runs: dict[str, Run]) -> None:
         "kubernetes:core/v1:Service",
         "kubernetes:core/v1:ServiceAccount",
         "kubernetes:helm.sh/v3:Release",
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
         "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
         "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
