@@ -35,6 +35,10 @@ from aim_infra.pod.download import local_files, record_file, write_marker
 from aim_infra.pod.hub_digest import file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Slow (a real image build and push, ~20 s): the quick run keeps the Dockerfile's static checks
+# (tests/stack/test_image_tag.py); CI (AIM_TESTS_FULL=1) builds and pushes.
+pytestmark = pytest.mark.slow
 REQUIRE = os.environ.get("AIM_TESTS_REQUIRE_TOOLS") == "1"
 BASE_TAG = "aim-test-base:1"
 REPOSITORY = "aim-engine"

@@ -36,6 +36,7 @@ from tests import test_docker_image as engine
 from tests.test_docker_image import MANIFEST_TYPES, http, one_line, run, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
+
 PREFIX = "aim-cleanup-test"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -363,6 +364,7 @@ def test_docker_engine_not_answering_is_a_warning_and_exit_0(tmp_path: Path) -> 
     ]
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_pushed_image_is_removed_locally_and_from_the_registry_then_reruns_are_unchanged(
     docker: str, images: list[str], tmp_path: Path
 ) -> None:
@@ -398,6 +400,7 @@ def test_pushed_image_is_removed_locally_and_from_the_registry_then_reruns_are_u
         ]
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_localhost_repository_with_digest_removes_both_references_and_the_manifest(
     docker: str, images: list[str], tmp_path: Path
 ) -> None:
@@ -425,6 +428,7 @@ def test_localhost_repository_with_digest_removes_both_references_and_the_manife
         assert tags(address, name) == [other.rsplit(":", 1)[1]]
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_registry_with_deletes_disabled_warns_and_keeps_the_manifest(
     docker: str, images: list[str], tmp_path: Path
 ) -> None:
@@ -444,6 +448,7 @@ def test_registry_with_deletes_disabled_warns_and_keeps_the_manifest(
         assert manifest_status(host, name, digest) == 200 and tag in tags(host, name)
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_registry_not_running_warns_and_exits_0_quickly(docker: str, images: list[str]) -> None:
     host = f"127.0.0.1:{engine._free_port()}"
     reference = f"{host}/{PREFIX}/gone:{unique('t')}"
@@ -460,6 +465,7 @@ def test_registry_not_running_warns_and_exits_0_quickly(docker: str, images: lis
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_non_local_repository_is_left_alone_without_any_request(
     docker: str,
     images: list[str],
@@ -490,6 +496,7 @@ def test_non_local_repository_is_left_alone_without_any_request(
     assert requests == [] and loopback_only == []
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 @pytest.mark.parametrize("state", ["running", "created"])
 def test_tag_used_by_a_container_warns_and_keeps_the_image(
     docker: str, images: list[str], containers: list[str], state: str
@@ -618,6 +625,7 @@ def registry_container(
     return name, host, data
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_garbage_collection_in_the_registry_container_frees_the_blobs(
     docker: str, images: list[str], registry_container: tuple[str, str, Path]
 ) -> None:
@@ -857,6 +865,7 @@ def test_all_tags_stops_at_a_link_elsewhere_or_in_a_loop(
     assert loopback_only == []
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_all_tags_removes_every_tag_of_the_repository_and_nothing_else(
     docker: str, images: list[str], tmp_path: Path
 ) -> None:
@@ -914,6 +923,7 @@ def test_all_tags_removes_every_tag_of_the_repository_and_nothing_else(
         assert local_id(docker, other) == other_id and manifest_status(address, other_name, other_digest) == 200
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_all_tags_deletes_a_manifest_shared_by_two_tags_once(
     docker: str,
     images: list[str],
@@ -963,6 +973,7 @@ def test_all_tags_deletes_a_manifest_shared_by_two_tags_once(
         assert all(local_id(docker, reference) is None for reference in (shared, twin, own))
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_all_tags_keeps_an_image_in_use_and_removes_the_others(
     docker: str, images: list[str], containers: list[str], tmp_path: Path
 ) -> None:
@@ -999,6 +1010,7 @@ def test_all_tags_keeps_an_image_in_use_and_removes_the_others(
         assert tags(host, name) == []
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_all_tags_on_a_remote_registry_only_affects_the_local_engine(
     docker: str,
     images: list[str],
@@ -1035,6 +1047,7 @@ def test_all_tags_on_a_remote_registry_only_affects_the_local_engine(
     assert requests == [] and loopback_only == []
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_all_tags_with_deletes_disabled_warns_once(docker: str, images: list[str], tmp_path: Path) -> None:
     with serve_registry(tmp_path / "registry", delete=False) as host:
         name = f"{PREFIX}/nodelete-all"
@@ -1053,6 +1066,7 @@ def test_all_tags_with_deletes_disabled_warns_once(docker: str, images: list[str
         assert all(manifest_status(host, name, digest) == 200 for digest in digests)
 
 
+@pytest.mark.slow  # a real Docker engine and registry: CI (AIM_TESTS_FULL=1) runs it
 def test_all_tags_garbage_collects_once_after_all_deletes(
     docker: str, images: list[str], registry_container: tuple[str, str, Path]
 ) -> None:

@@ -23,6 +23,10 @@ import yaml
 from aim_infra.planning.monitoring import names, rules
 from tests.planning.monitoring.support import StackRules, expected_low, stack_rules, tool
 
+# Slow (a real Prometheus server, ~8 s): promtool checks the same rules in the quick run
+# (test_rules_promtool.py); CI (AIM_TESTS_FULL=1) scrapes for real.
+pytestmark = pytest.mark.slow
+
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 NODE = "gpu-node-1"
 WAIT_SECONDS = 30
