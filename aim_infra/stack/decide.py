@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from aim_infra.common.errors import AimError
-from aim_infra.planning.detect import choose_gpu
+from aim_infra.planning.detect import NodeGpus, choose_gpu
 from aim_infra.planning.hardware import GpuSpec, load_gpus
 from aim_infra.planning.monitoring.rules import AlertThresholds, default_thresholds
 from aim_infra.planning.packing import JointPlan, ModelPlan, ModelRequest, NodeInventory, plan_models
@@ -22,6 +22,17 @@ CONFIGURED_NODE = "configured-node"
 ROUTER_NAME = "aim-router"
 
 
+def _cluster_gpu_nodes(settings: Settings, kube_context: str | None) -> list[NodeGpus]:
+    """The cluster's GPU nodes, only those of the type aim:gpu names when it is not auto (one line when none is)."""
+    found = discover_gpus(kube_context)
+    if settings.gpu != "auto":
+        wanted = load_gpus().get(settings.gpu)
+        found = [n for n in found if n.gpu.name == wanted.name]
+        if not found:
+            raise AimError(f"aim:gpu {settings.gpu}: no node advertises that GPU; set aim:gpuCount or check the nodes")
+    return found
+
+
 def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSpec, int, bool]:
     """(GPU type, GPUs available on one node, whether it was read from the cluster's node labels)."""
     if settings.gpu != "auto" and settings.gpu_count != "auto":
@@ -34,12 +45,7 @@ def target_hardware(settings: Settings, kube_context: str | None) -> tuple[GpuSp
                 f"aim:gpu {settings.gpu}: this host has {count} x {spec.name}; set aim:gpu auto or {spec.name}"
             )
         return spec, count if settings.gpu_count == "auto" else int(settings.gpu_count), False
-    found = discover_gpus(kube_context)
-    if settings.gpu != "auto":
-        wanted = load_gpus().get(settings.gpu)
-        found = [n for n in found if n.gpu.name == wanted.name]
-        if not found:
-            raise AimError(f"aim:gpu {settings.gpu}: no node advertises that GPU; set aim:gpuCount or check the nodes")
+    found = _cluster_gpu_nodes(settings, kube_context)
     chosen = choose_gpu(found)
     count = chosen.count if settings.gpu_count == "auto" else int(settings.gpu_count)
     return chosen.gpu, count, True
@@ -74,18 +80,12 @@ def target_nodes(settings: Settings, kube_context: str | None) -> tuple[list[Nod
     if settings.cluster_bootstrap == "kubeadm" or (settings.gpu != "auto" and settings.gpu_count != "auto"):
         gpu, count, detected = target_hardware(settings, kube_context)
         return [NodeInventory(node=CONFIGURED_NODE, gpu=gpu, free_gpus=count)], detected
-    found = discover_gpus(kube_context)
-    if settings.gpu != "auto":
-        wanted = load_gpus().get(settings.gpu)
-        found = [n for n in found if n.gpu.name == wanted.name]
-        if not found:
-            raise AimError(f"aim:gpu {settings.gpu}: no node advertises that GPU; set aim:gpuCount or check the nodes")
-    elif found:
-        # Joint planning takes nodes of one GPU type: the type decide() would choose for one model.
+    found = _cluster_gpu_nodes(settings, kube_context)
+    if settings.gpu == "auto":
+        # Joint planning takes nodes of one GPU type: the type decide() would choose for one model (choose_gpu says
+        # in one line when no node advertises a GPU).
         chosen = choose_gpu(found).gpu
         found = [n for n in found if (n.gpu.name, n.gpu.memory_gib) == (chosen.name, chosen.memory_gib)]
-    else:
-        choose_gpu(found)  # its one line: no node advertises a GPU
     fixed = None if settings.gpu_count == "auto" else int(settings.gpu_count)
     return [NodeInventory(node=n.node, gpu=n.gpu, free_gpus=n.count if fixed is None else fixed) for n in found], True
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
@@ -191,6 +192,28 @@ def root_flags() -> list[str]:
     return ["-g", "user root;"] if os.geteuid() == 0 else []
 
 
+@contextlib.contextmanager
+def nginx_serving(nginx: str, conf: Path, port: int) -> Iterator[None]:
+    """nginx running `conf` until it accepts connections on `port` (or the test fails with its stderr), then stopped."""
+    process = subprocess.Popen(
+        [nginx, "-e", "stderr", "-c", str(conf), *root_flags()], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"nginx did not start: {process.stderr.read().decode() if process.stderr else ''}")
+                time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def running_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, FakeVllm]]:
     nginx = nginx_binary()
@@ -209,23 +232,10 @@ def running_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
             workers=1,
         )
     )
-    process = subprocess.Popen(
-        [nginx, "-e", "stderr", "-c", str(conf), *root_flags()], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", api), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"nginx did not start: {process.stderr.read().decode() if process.stderr else ''}")
-                time.sleep(0.1)
-        yield api, metrics, upstream
+        with nginx_serving(nginx, conf, api):
+            yield api, metrics, upstream
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         upstream.shutdown()
 
 

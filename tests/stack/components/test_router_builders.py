@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from aim_infra.stack.manifests.addon_pins import ROUTER_PIN
 from aim_infra.stack.manifests.router import RouterNames
 from policy.aim_policies import image_problem
 from tests.stack.components.test_engine_builders import validate
-from tests.stack.test_closed_by_default import FakeVllm, free_port, nginx_binary, root_flags
+from tests.stack.test_closed_by_default import FakeVllm, free_port, nginx_binary, nginx_serving
 
 ROOT = Path(__file__).resolve().parents[3]
 NAMES = RouterNames("aim-router", "aim")
@@ -474,22 +473,10 @@ def running_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
         workers=1,
     )
     conf.write_text(config)
-    command = [nginx, "-e", "stderr", "-c", str(conf), *root_flags()]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", api), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"nginx did not start: {process.stderr.read().decode() if process.stderr else ''}")
-                time.sleep(0.1)
-        yield api, metrics, upstream
+        with nginx_serving(nginx, conf, api):
+            yield api, metrics, upstream
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         upstream.shutdown()
 
 
