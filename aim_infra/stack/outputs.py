@@ -11,11 +11,20 @@ from aim_infra.planning.packing import JointPlan
 from aim_infra.planning.selection import Decision
 from aim_infra.planning.workload import benchmark_requests
 from aim_infra.stack.manifests.autoscaling import (
+    POLLING_INTERVAL_SECONDS,
+    RESPONSE_HEADER_TIMEOUT_SECONDS,
+    SCALE_TO_ZERO_COOLDOWN_SECONDS,
+    cold_start_seconds,
     scale_down_window_seconds,
     scale_up_period_seconds,
     target_concurrency,
 )
-from aim_infra.stack.manifests.sizing import progress_deadline_seconds, rolls_pod_by_pod, startup_budget_seconds
+from aim_infra.stack.manifests.sizing import (
+    POD_START_SLACK_SECONDS,
+    progress_deadline_seconds,
+    rolls_pod_by_pod,
+    startup_budget_seconds,
+)
 from aim_infra.stack.settings import StackConfig
 
 NODE_IP_COMMAND = (
@@ -51,7 +60,8 @@ def decision_log_lines(decision: Decision, replicas: int) -> list[str]:
 def joint_plan_log_lines(plan: JointPlan, autoscaled: Collection[str] = ()) -> list[str]:
     """The lines `pulumi preview` shows for several models (aim:models): the GPUs placed and reserved, the packing
     table (model, recipe, GPUs, replicas min–max, estimate at its workload, SLO, node placement), what every model's
-    vLLM runs with, how the `autoscaled` models scale, the plan's notes and what stays free."""
+    vLLM runs with, how the `autoscaled` models scale (and the cold start of those that scale to zero, with what that
+    does to the router), the plan's notes and what stays free."""
     nodes = ", ".join(f"{n.node} ({n.free_gpus} free)" for n in plan.nodes)
     lines = [
         f"AIM models: {len(plan.models)} on {nodes} × {plan.gpu.name}: {plan.gpus_placed} GPUs placed, "
@@ -69,9 +79,37 @@ def joint_plan_log_lines(plan: JointPlan, autoscaled: Collection[str] = ()) -> l
                 f"{scale_up_period_seconds(budget)} s (the startup budget), down: one a minute after "
                 f"{scale_down_window_seconds(budget)} s below target"
             )
+    # An autoscaled model's floor is 0 exactly when it scales to zero (settings and the ScaledObject insist).
+    cold = [m for m in plan.models if m.name in autoscaled and m.min_replicas == 0]
+    lines += [scale_to_zero_line(m.name, startup_budget_seconds(m.decision)) for m in cold]
+    if cold:
+        lines.append(static_router_line([m.name for m in cold]))
     lines += [f"AIM note: {note}" for note in plan.notes]
     lines.append(f"AIM free: {plan.free_text()}")
     return lines
+
+
+def scale_to_zero_line(name: str, startup_budget: int) -> str:
+    """What scaling a model to zero costs its clients: the cold start its first request after an idle spell waits."""
+    return (
+        f"AIM scale to zero {name}: KEDA removes the last replica after {SCALE_TO_ZERO_COOLDOWN_SECONDS} s without "
+        f"requests; the first request after that waits up to {cold_start_seconds(startup_budget)} s for an answer to "
+        f"start (cold start: one KEDA poll {POLLING_INTERVAL_SECONDS} s + pod scheduling and image pull "
+        f"{POD_START_SLACK_SECONDS} s + the startup budget {startup_budget} s), held by the KEDA HTTP add-on's "
+        f"interceptor, which answers 504 after that; clients need a timeout longer than that, and a non-streamed "
+        f"answer must start within {RESPONSE_HEADER_TIMEOUT_SECONDS} s"
+    )
+
+
+def static_router_line(cold: Collection[str]) -> str:
+    """Why the router runs in static mode when a model scales to zero, and what that changes."""
+    return (
+        f"AIM router: static discovery, because {', '.join(cold)} scale(s) to zero: a model at zero replicas has no "
+        "pod to discover, and the interceptor that holds its requests routes by hostname, so the router sends each "
+        "model's requests to one fixed URL (its engine Service, or its <name>-wake hostname for the interceptor); "
+        "the Service balances a model's replicas over the ready ones (not the router per pod), and every request to "
+        "a scale-to-zero model takes one more hop, through the interceptor, even while it runs"
+    )
 
 
 def rollout_line(decision: Decision, replicas: int) -> str:

@@ -444,7 +444,7 @@ def test_the_multi_model_example_stack_parses() -> None:
     settings = parse_settings({k.removeprefix("aim:"): v for k, v in config.items() if k.startswith("aim:")})
     assert (settings.gpu, settings.gpu_count, settings.cluster_bootstrap) == ("MI300X", 8, "none")
     assert [m.name for m in settings.models] == ["chat", "small", "mid"]
-    assert [m.scale_to_zero for m in settings.models] == [False, False, False]  # refused until the HTTP add-on
+    assert [m.scale_to_zero for m in settings.models] == [False, False, False]  # every model of the example stays warm
     catalogue, gpu, selector = load_model_catalogue(), load_gpus().get("MI300X"), Selector()
     gpus = 0
     for model in settings.models:

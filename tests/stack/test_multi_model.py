@@ -16,9 +16,11 @@ import yaml
 
 from aim_infra.common.errors import AimError
 from aim_infra.planning.monitoring import dashboards, names, rules
-from aim_infra.stack.plan import PlanResult, kubernetes_objects, load_stack_config, run_stack
+from aim_infra.stack.plan import Declared, PlanResult, kubernetes_objects, load_stack_config, run_stack
 from tests.planning.monitoring.test_rules_promtool import const, expected_alerts, growing, run_promtool, series
-from tests.stack.components.test_autoscaling_builders import assert_valid_scaled_object
+from tests.stack import scaledobject_schema as schemas
+from tests.stack.components.test_autoscaling_builders import assert_valid_scaled_object, schema_errors
+from tests.stack.components.test_router_builders import ROUTER_OPTIONS, parse, router_keeps, static_pairs
 from tests.stack.test_manifests import CRD_GROUPS, KUBERNETES_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,10 +182,187 @@ def test_one_smoke_test_per_model_through_the_router(multi: PlanResult) -> None:
         assert f"{ROUTER}-api-key:" in command
 
 
-def test_scale_to_zero_is_refused_in_one_line() -> None:
-    result = run(example_config(small={"replicas": {"min": 0, "max": 2}, "scaleToZero": True}))
+# ------------------------------------------------------------------------------------------------ scale to zero
+
+HELM_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+#: The example with its small model scaling to zero: a fixture config, the stack file itself unchanged.
+TO_ZERO = {"small": {"replicas": {"min": 0, "max": 2}, "scaleToZero": True}}
+WAKE_HOST = f"small-wake.{NAMESPACE}.svc"
+INTERCEPTOR_LABELS = {
+    "app.kubernetes.io/component": "interceptor",
+    "app.kubernetes.io/name": "http-add-on",
+    "app.kubernetes.io/part-of": "keda-add-ons-http",
+    "app.kubernetes.io/instance": "keda-add-ons-http",
+}
+
+
+@pytest.fixture(scope="module")
+def to_zero() -> PlanResult:
+    result = run(example_config(**TO_ZERO))
+    assert result.error is None, result.error
+    return result
+
+
+def waits_for(result: PlanResult, resource: Declared) -> set[str]:
+    """The names of the resources `resource` depends on."""
+    found = [result.by_urn(urn) for urn in resource.dependencies]
+    return {each.name for each in found if each is not None}
+
+
+def named(result: PlanResult, kind: str, name: str) -> dict[str, Any]:
+    [found] = [m for m in objects_of(result, kind) if m["metadata"]["name"] == name]
+    return found
+
+
+def test_scale_to_zero_installs_the_http_add_on_after_keda(to_zero: PlanResult) -> None:
+    releases = {r.inputs["name"]: r for r in to_zero.of_type(HELM_RELEASE_TYPE)}
+    addon = releases["keda-add-ons-http"]
+    assert (addon.inputs["chart"], addon.inputs["version"], addon.inputs["namespace"]) == (
+        "keda-add-ons-http",
+        "0.15.0",
+        "keda",
+    )
+    assert addon.inputs["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
+    assert addon.inputs["values"]["operator"] == {"replicas": 0}
+    assert releases["keda"].urn in addon.dependencies
+    # KEDA scales the add-on's interceptor too: its ScaledObject lives in KEDA's namespace.
+    assert releases["keda"].inputs["values"]["watchNamespace"] == f"{NAMESPACE},keda"
+
+
+def test_a_scale_to_zero_model_gets_its_route_wake_service_and_http_trigger(to_zero: PlanResult) -> None:
+    route = named(to_zero, "InterceptorRoute", "small")
+    assert schema_errors(route, schemas.INTERCEPTOR_ROUTE) == []
+    spec = route["spec"]
+    assert spec["target"] == {"service": "small", "port": 8000}
+    assert spec["rules"] == [{"hosts": [WAKE_HOST], "paths": [{"value": "/v1"}]}]
+    wake = named(to_zero, "Service", "small-wake")
+    assert wake["spec"]["type"] == "ExternalName"
+    assert wake["spec"]["externalName"] == "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local"
+    scaled = {m["metadata"]["name"]: m["spec"] for m in objects_of(to_zero, "ScaledObject")}
+    small = scaled["small"]
+    assert (small["minReplicaCount"], small["maxReplicaCount"]) == (0, 2)
+    assert [(t["type"], t["name"]) for t in small["triggers"]] == [
+        ("prometheus", "vllm-requests"),
+        ("prometheus", "vllm-kv-cache"),
+        ("external-push", "http-requests"),
+    ]
+    assert small["triggers"][2]["metadata"] == {
+        "scalerAddress": "keda-add-ons-http-external-scaler.keda:9090",
+        "interceptorRoute": "small",
+    }
+    # The route counts requests against the same per-replica target the Prometheus trigger divides by.
+    assert str(spec["scalingMetric"]["concurrency"]["targetValue"]) == small["triggers"][0]["metadata"]["threshold"]
+    for name in ("chat", "mid"):
+        assert [t["type"] for t in scaled[name]["triggers"]] == ["prometheus", "prometheus"]
+        assert scaled[name]["minReplicaCount"] == 1
+    assert [m["metadata"]["name"] for m in objects_of(to_zero, "InterceptorRoute")] == ["small"]
+    # The ScaledObject comes after the add-on and the route it names; the smoke test after the route.
+    after = waits_for(to_zero, to_zero.named(SCALED_OBJECT_TYPE, "small-scaled-object"))
+    assert {"addons-keda-http", "small-interceptor-route", "small-wake-service", "small-deployment"} <= after
+    smoke = waits_for(to_zero, to_zero.named("command:local:Command", "small-smoke-test-check"))
+    assert {"small-interceptor-route", "small-wake-service"} <= smoke
+
+
+def test_the_router_lists_every_model_statically_when_one_scales_to_zero(to_zero: PlanResult) -> None:
+    router = named(to_zero, "Deployment", ROUTER)["spec"]["template"]["spec"]
+    [container] = [c for c in router["containers"] if c["name"] == "router"]
+    options = parse(container["args"])
+    assert set(options) <= set(ROUTER_OPTIONS)
+    assert options["--service-discovery"] == "static"
+    assert static_pairs(options) == [
+        ("meta-llama/Llama-3.3-70B-Instruct", f"http://chat.{NAMESPACE}.svc:8000"),
+        ("Qwen/Qwen3-8B", f"http://{WAKE_HOST}:8080"),
+        ("Qwen/Qwen3-30B-A3B", f"http://mid.{NAMESPACE}.svc:8000"),
+    ]
+    assert all(router_keeps(url) for _, url in static_pairs(options))
+    assert "--static-backend-health-checks" not in options
+    # Each warm URL is a declared engine Service on its port; the cold one names the route's host.
+    services = {m["metadata"]["name"]: m["spec"] for m in objects_of(to_zero, "Service")}
+    for name in ("chat", "mid"):
+        assert services[name]["ports"][0]["port"] == 8000
+    # No discovery, so no Role, no binding, no token and no key in the router process.
+    assert objects_of(to_zero, "Role") == [] and objects_of(to_zero, "RoleBinding") == []
+    assert "VLLM_API_KEY" not in {e["name"] for e in container["env"]}
+    assert "kube-api-access" not in {v["name"] for v in router["volumes"]}
+
+
+def test_the_policies_open_exactly_the_interceptors_paths(to_zero: PlanResult) -> None:
+    policies = {m["metadata"]["name"]: m["spec"] for m in objects_of(to_zero, "NetworkPolicy")}
+    interceptor = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+        "podSelector": {"matchLabels": INTERCEPTOR_LABELS},
+    }
+    egress = policies[f"{ROUTER}-egress"]["egress"]
+    assert {"to": [interceptor], "ports": [{"protocol": "TCP", "port": 8080}]} in egress
+    assert not {443, 6443} & {p["port"] for rule in egress for p in rule["ports"]}, "no API server: no discovery"
+    inbound = policies[f"{ROUTER}-from-interceptor"]
+    assert inbound["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/instance", "operator": "In", "values": ["small"]}
+    ]
+    assert inbound["ingress"] == [{"from": [interceptor], "ports": [{"protocol": "TCP", "port": 8000}]}]
+    # Everything else stays as without scale-to-zero: the same policies, byte for byte.
+    warm = {m["metadata"]["name"]: m["spec"] for m in objects_of(run(example_config()), "NetworkPolicy")}
+    changed = {name for name in policies if policies[name] != warm.get(name)}
+    assert changed == {f"{ROUTER}-egress", f"{ROUTER}-from-interceptor"}
+    assert set(warm) - set(policies) == set()
+
+
+def test_every_scale_to_zero_object_validates_and_meets_every_policy(to_zero: PlanResult) -> None:
+    from policy.aim_policies import POLICIES
+    from tests.policy.support import check_plan
+
+    kinds: Counter[str] = Counter()
+    for manifest in kubernetes_objects(to_zero):
+        api_version = str(manifest["apiVersion"])
+        kinds[manifest["kind"]] += 1
+        if api_version == "keda.sh/v1alpha1":
+            assert_valid_scaled_object(manifest)
+        elif api_version == "http.keda.sh/v1beta1":
+            assert schema_errors(manifest, schemas.INTERCEPTOR_ROUTE) == []
+        elif not api_version.startswith(CRD_GROUPS):
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    assert (kinds["ScaledObject"], kinds["InterceptorRoute"]) == (3, 1)
+    assert check_plan(to_zero, POLICIES) == []
+
+
+def test_the_preview_says_the_cold_start_and_why_the_router_is_static(to_zero: PlanResult) -> None:
+    info = [message for level, message in to_zero.logs if level == "info"]
+    [cold] = [line for line in info if line.startswith("AIM scale to zero ")]
+    route = named(to_zero, "InterceptorRoute", "small")
+    waits = route["spec"]["timeouts"]["readiness"].removesuffix("s")
+    assert cold.startswith("AIM scale to zero small: KEDA removes the last replica after 1800 s without requests")
+    assert f"the first request after that waits up to {waits} s" in cold
+    assert "answers 504 after that" in cold
+    [router] = [line for line in info if line.startswith("AIM router: ")]
+    assert "static discovery, because small scale(s) to zero" in router
+    assert "the Service balances a model's replicas" in router
+    packing = [line for line in info if line.startswith("AIM packing: small ")]
+    assert packing and " 0–2 " in packing[0]
+    assert to_zero.outputs["models"]["small"]["minReplicas"] == 0
+    # Without scale-to-zero neither line appears.
+    warm = [message for level, message in run(example_config()).logs if level == "info"]
+    assert not any(line.startswith(("AIM scale to zero ", "AIM router: ")) for line in warm)
+
+
+def test_a_cold_start_longer_than_the_router_waits_is_refused_in_one_line() -> None:
+    """The router's proxy waits an hour for an answer to start: a 405B checkpoint loads for longer than that."""
+    big = {"name": "big", "model": "meta-llama/Llama-3.1-405B-Instruct", "replicas": {"min": 0, "max": 1}}
+    result = run({**example_config(), "aim:models": json.dumps([{**big, "scaleToZero": True}])})
     assert result.error is not None and "\n" not in result.error
-    assert "aim:models: small.scaleToZero: true is not supported yet" in result.error
+    assert result.error.startswith("aim:models: big.scaleToZero: true is not allowed: a cold start of "), result.error
+    assert "longer than the 3600 s the router's proxy waits" in result.error
+    assert result.resources == []
+    warm = run({**example_config(), "aim:models": json.dumps([{**big, "replicas": {"min": 1, "max": 1}}])})
+    assert warm.error is None, warm.error
+
+
+def test_a_wake_service_may_not_take_another_models_name() -> None:
+    config = example_config(**TO_ZERO)
+    models = json.loads(config["aim:models"])
+    models[2]["name"] = "small-wake"
+    result = run({**config, "aim:models": json.dumps(models)})
+    assert result.error is not None and "\n" not in result.error
+    assert result.error.startswith("aim:models: small.scaleToZero: the model's wake Service small-wake has another")
     assert result.resources == []
 
 

@@ -30,9 +30,10 @@ class ClusterAddons(pulumi.ComponentResource):
     What is installed, in which order and after what, is `install_plan` (aim_infra/stack/manifests/addon_plan.py, pure
     and tested without Pulumi); this component declares that list, child by child, and nothing else.
 
-    Public attributes: `releases` (keys: calico, metrics_server, amd_gpu_plugin, monitoring, device_metrics_exporter —
-    only those on), `ready` (what workloads should depend on), `storage_class_name`, `monitoring_namespace`,
-    `monitoring_release_name`. The Kubernetes provider comes through `opts` and is inherited by every child."""
+    Public attributes: `releases` (keys: calico, metrics_server, amd_gpu_plugin, monitoring, device_metrics_exporter,
+    keda, keda_http — only those on), `ready` (what workloads should depend on), `storage_class_name`,
+    `monitoring_namespace`, `monitoring_release_name`. The Kubernetes provider comes through `opts` and is inherited
+    by every child."""
 
     releases: dict[str, HelmRelease]
     namespaces: dict[str, KubernetesObject]

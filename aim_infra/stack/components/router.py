@@ -17,7 +17,7 @@ from aim_infra.stack.components.kube import KubernetesObject
 from aim_infra.stack.manifests import router as objects
 from aim_infra.stack.manifests.engine import API_KEY_DATA_KEY
 from aim_infra.stack.manifests.network_policy import network_policy
-from aim_infra.stack.manifests.router import DEFAULT_ROUTER_IMAGE, RouterNames
+from aim_infra.stack.manifests.router import DEFAULT_ROUTER_IMAGE, Interceptor, RouterNames, StaticBackend
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,22 @@ class ModelRouterArgs:
     monitoring_namespace: str | None = None  # Prometheus's namespace, admitted to the metrics port
     #: The API server's addresses, to narrow the router's egress to them; empty = its ports at any address.
     api_server_cidrs: list[str] = field(default_factory=list)
+    #: Static discovery of these models instead of watching the engine pods (when some model scales to zero: see
+    #: manifests.router); None = Kubernetes discovery.
+    static_backends: list[StaticBackend] | None = None
+    #: The KEDA HTTP add-on's interceptor, which the router reaches for the models that scale to zero.
+    interceptor: Interceptor | None = None
     depends_on: list[pulumi.Resource] = field(default_factory=list)  # the namespace
 
 
 class ModelRouter(pulumi.ComponentResource):
     """The router, its API proxy, its RBAC, Services and NetworkPolicies. The Kubernetes provider comes in through
-    `opts`. The router needs no engine to start: it discovers them as they become ready."""
+    `opts`. The router needs no engine to start: it discovers them as they become ready, or (static discovery) sends
+    each request to its model's Service. Static discovery reads nothing from the API server: no Role, no binding."""
 
     service_account: KubernetesObject
-    role: KubernetesObject
-    role_binding: KubernetesObject
+    role: KubernetesObject | None
+    role_binding: KubernetesObject | None
     secret: KubernetesObject
     proxy_config_map: KubernetesObject
     deployment: KubernetesObject
@@ -67,6 +73,8 @@ class ModelRouter(pulumi.ComponentResource):
         names = RouterNames(name, args.namespace)
         # A bad routing choice or a configured key the proxy cannot check fails here, as one line at preview.
         objects.routing_args(args.routing_logic, args.session_key)
+        if args.static_backends is not None:
+            objects.static_discovery_args(args.static_backends)
         if isinstance(args.api_key, str):
             objects.key_check_config(args.api_key)
         self.selector_labels = objects.selector_labels(name)
@@ -77,12 +85,14 @@ class ModelRouter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, depends_on=after)
 
         self.service_account = KubernetesObject(f"{name}-sa", objects.service_account(names, labels), opts=child)
-        self.role = KubernetesObject(f"{name}-role", objects.role(names, labels), opts=child)
-        self.role_binding = KubernetesObject(
-            f"{name}-role-binding",
-            objects.role_binding(names, labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.role, self.service_account]),
-        )
+        self.role = self.role_binding = None
+        if args.static_backends is None:  # only a router that watches the engine pods reads the API server
+            self.role = KubernetesObject(f"{name}-role", objects.role(names, labels), opts=child)
+            self.role_binding = KubernetesObject(
+                f"{name}-role-binding",
+                objects.role_binding(names, labels),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.role, self.service_account]),
+            )
         data = pulumi.Output.from_input(args.api_key).apply(objects.secret_data)
         self.secret = KubernetesObject(names.secret, objects.secret(names, labels, data), opts=child)
         config = objects.proxy_config()
@@ -113,8 +123,10 @@ class ModelRouter(pulumi.ComponentResource):
             proxy_config=config,
             logic=args.routing_logic,
             session_key=args.session_key,
+            backends=args.static_backends,
         )
-        waits_for: list[Any] = [self.service_account, self.role_binding, self.secret, self.proxy_config_map]
+        binding = [self.role_binding] if self.role_binding is not None else []
+        waits_for: list[Any] = [self.service_account, *binding, self.secret, self.proxy_config_map]
         return KubernetesObject(
             f"{names.instance}-deployment",
             objects.deployment(names, self.labels, replicas=args.replicas, template=template),
@@ -130,6 +142,8 @@ class ModelRouter(pulumi.ComponentResource):
             allowed_namespaces=list(args.allowed_namespaces),
             monitoring_namespace=args.monitoring_namespace,
             api_server_cidrs=list(args.api_server_cidrs),
+            discovers=args.static_backends is None,
+            interceptor=args.interceptor,
         )
         return {
             suffix: KubernetesObject(

@@ -153,5 +153,28 @@ KEDA = ChartPin(
     timeout_seconds=600,
     evidence=PinEvidence("https://github.com/kedacore/charts/releases/tag/v2.20.2"),
 )
+#: KEDA's HTTP add-on, for models that scale to zero (issue 13): its interceptor holds a request while KEDA starts the
+#: model's first replica. Chart keda-add-ons-http 0.15.0 of kedacore/charts (release commit c4b92e9e of 2026-06-15,
+#: "feat(http-add-on): release v0.15.0"; the chart has no git tag after 0.12.2, so the evidence is that commit's
+#: Chart.yaml, which says version 0.15.0, appVersion 0.15.0). Its values.yaml is what http_addon_values sets keys of,
+#: its templates/crds/crd-interceptorroutes.yaml (with kedacore/http-add-on v0.15.0's interceptorroute_types.go) the
+#: InterceptorRoute schema tests/stack/scaledobject_schema.py is written from. Installed into KEDA's namespace, after
+#: KEDA (its interceptor is scaled by a ScaledObject of its own), only when some model has scaleToZero.
+KEDA_HTTP_ADDON = ChartPin(
+    chart="keda-add-ons-http",
+    version="0.15.0",
+    repo="https://kedacore.github.io/charts",
+    release_name="keda-add-ons-http",
+    namespace=KEDA.namespace,
+    timeout_seconds=600,
+    evidence=PinEvidence(
+        "https://github.com/kedacore/charts/blob/c4b92e9eed0ddc6668b1395d5f137e3ad4baa3d4/http-add-on/Chart.yaml"
+    ),
+)
 #: Every chart the install plan may install, by its key there.
-ALL_CHARTS: dict[str, ChartPin] = {**CHARTS, "device_metrics_exporter": DEVICE_METRICS_EXPORTER, "keda": KEDA}
+ALL_CHARTS: dict[str, ChartPin] = {
+    **CHARTS,
+    "device_metrics_exporter": DEVICE_METRICS_EXPORTER,
+    "keda": KEDA,
+    "keda_http": KEDA_HTTP_ADDON,
+}

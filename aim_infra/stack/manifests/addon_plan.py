@@ -31,6 +31,7 @@ from aim_infra.stack.manifests.addon_pins import (
     CALICO,
     DEVICE_METRICS_EXPORTER,
     KEDA,
+    KEDA_HTTP_ADDON,
     KUBE_PROMETHEUS_STACK,
     METRICS_SERVER,
     ChartPin,
@@ -39,6 +40,7 @@ from aim_infra.stack.manifests.addon_values import (
     amd_gpu_values,
     calico_values,
     device_metrics_exporter_values,
+    http_addon_values,
     keda_values,
     metrics_server_values,
     monitoring_values,
@@ -70,8 +72,13 @@ class ClusterAddonsArgs:
     #: KEDA, when some model autoscales between replica bounds (aim:models); it watches `keda_namespaces` only.
     keda: bool = False
     keda_namespaces: tuple[str, ...] = ()
+    #: KEDA's HTTP add-on, when some model scales to zero: its interceptor holds requests while the model wakes.
+    keda_http: bool = False
 
     def __post_init__(self) -> None:
+        if self.keda_http and not self.keda:
+            # The add-on's interceptor is scaled by a ScaledObject, and a model at zero replicas is woken by one.
+            raise ValueError("the KEDA HTTP add-on needs KEDA: a model that scales to zero autoscales")
         if self.calico:
             # Calico would otherwise accept the pool and fail inside the cluster, long after `pulumi up` returned.
             ipaddress.ip_network(self.pod_cidr, strict=True)
@@ -84,6 +91,7 @@ class ClusterAddonsArgs:
         grafana_admin_password: Any = None,
     ) -> ClusterAddonsArgs:
         keda = any(model.autoscaled for model in settings.models)  # KEDA scales the models with replica bounds
+        keda_http = any(model.scale_to_zero for model in settings.models)  # and wakes those at zero replicas
         return cls(
             calico=settings.calico,
             pod_cidr=settings.pod_cidr,
@@ -98,6 +106,7 @@ class ClusterAddonsArgs:
             grafana_admin_password=grafana_admin_password,
             keda=keda,
             keda_namespaces=(settings.namespace,) if keda else (),
+            keda_http=keda_http,
         )
 
 
@@ -181,8 +190,8 @@ def _dashed(key: str) -> str:
 def install_plan(args: ClusterAddonsArgs, stack: str, pod_labels: Sequence[str]) -> AddonPlan:
     """What ClusterAddons installs, in order: Calico first (every other add-on's pods need its pod network, so they
     wait for its release), then metrics-server, local-path-provisioner, the AMD GPU device plugin, kube-prometheus-
-    stack, device-metrics-exporter and KEDA, each only when on. `stack` (`<project>/<stack>`) goes into local-path's
-    ownership markers; `pod_labels` are the pod labels kube-state-metrics exports."""
+    stack, device-metrics-exporter, KEDA and its HTTP add-on, each only when on. `stack` (`<project>/<stack>`) goes
+    into local-path's ownership markers; `pod_labels` are the pod labels kube-state-metrics exports."""
     plan = AddonPlan()
     first: tuple[str, ...] = ()
     if args.calico:
@@ -226,8 +235,15 @@ def install_plan(args: ClusterAddonsArgs, stack: str, pod_labels: Sequence[str])
         # Its pods need no host access: the cluster's default Pod Security level applies. Its ServiceMonitor needs
         # the CRD kube-prometheus-stack installs, and its ScaledObjects read that Prometheus.
         keda_ns = plan.namespace("keda", KEDA.namespace, {})
-        values = keda_values(args.keda_namespaces, monitoring=args.monitoring)
-        plan.release("keda", KEDA, values, after=[keda_ns, *first, *monitoring])
+        # The HTTP add-on's interceptor Deployment has no replica count of its own: its ScaledObject, in KEDA's
+        # namespace, sets it, so KEDA watches that namespace too.
+        watched = (*args.keda_namespaces, KEDA_HTTP_ADDON.namespace) if args.keda_http else args.keda_namespaces
+        values = keda_values(watched, monitoring=args.monitoring)
+        keda = plan.release("keda", KEDA, values, after=[keda_ns, *first, *monitoring])
+        if args.keda_http:
+            # After KEDA: the chart declares that ScaledObject, whose CRD comes with KEDA's release.
+            addon = http_addon_values(KEDA_HTTP_ADDON.release_name)
+            plan.release("keda_http", KEDA_HTTP_ADDON, addon, after=[keda_ns, *first, keda])
     return plan
 
 

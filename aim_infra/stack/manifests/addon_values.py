@@ -220,3 +220,83 @@ def keda_values(watch_namespaces: Sequence[str], monitoring: bool) -> dict[str, 
             }
         },
     }
+
+
+#: The HTTP add-on's interceptor replicas: two, so a restart or a node drain never leaves the scale-to-zero models
+#: unreachable (the chart's PodDisruptionBudget lets one go at a time), and up to four under load (its own ScaledObject
+#: adds one per 200 requests pending). The chart's 3–50 is sized for a shared web cluster, not a few models.
+HTTP_ADDON_INTERCEPTOR_REPLICAS = {"min": 2, "max": 4}
+#: The external scaler KEDA asks whether a route has requests: two replicas for the same reason (chart default 3).
+HTTP_ADDON_SCALER_REPLICAS = 2
+#: A request in flight through the interceptor gets what it gets on the engine and the router (their
+#: terminationGracePeriodSeconds, 120 s): the chart's 30 s drain would cut a streamed answer when an interceptor pod is
+#: replaced. The listener closes after shutdownDelay, in-flight requests get drainTimeout, and the chart requires
+#: terminationGracePeriodSeconds ≥ the two together.
+HTTP_ADDON_SHUTDOWN_DELAY = "5s"
+HTTP_ADDON_DRAIN_TIMEOUT = "110s"
+HTTP_ADDON_TERMINATION_GRACE_SECONDS = 120
+#: Requests and limits of the HTTP add-on's pods (the keys of chart 0.15.0's `<component>.resources`). The scaler: the
+#: chart's own figures, stated so that a chart upgrade changing them shows in our diff. The interceptor: every answer
+#: it relays holds a 32 KiB copy buffer (interceptor/handler/bufferpool.go) plus its two connections, and an LLM
+#: endpoint holds hundreds of long streams at once (a cold start holds requests too, each until the model is ready),
+#: so its memory limit is 256 Mi instead of the chart's 64 Mi, which is sized for short web requests.
+HTTP_ADDON_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    "scaler": {"requests": {"cpu": "250m", "memory": "20Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}},
+    "interceptor": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+}
+#: The labels chart 0.15.0 puts on the interceptor's pods (templates/interceptor/deployment.yaml and the matchLabels
+#: of templates/_helpers.tpl), less the version labels: what a NetworkPolicy selects the interceptor by.
+HTTP_ADDON_INTERCEPTOR_LABELS = {
+    "app.kubernetes.io/component": "interceptor",
+    "app.kubernetes.io/name": "http-add-on",
+    "app.kubernetes.io/part-of": "keda-add-ons-http",
+}
+
+
+def http_addon_interceptor_labels(release_name: str) -> dict[str, str]:
+    """The interceptor pods' labels, with the release's instance label (another install of the chart has another)."""
+    return {**HTTP_ADDON_INTERCEPTOR_LABELS, "app.kubernetes.io/instance": release_name}
+
+
+def http_addon_values(release_name: str) -> dict[str, Any]:
+    """keda-add-ons-http values (chart 0.15.0): its CRDs (templates, like KEDA's), the interceptor and the scaler
+    sized for a few models on a small cluster, and no operator.
+
+    - operator.replicas 0: the chart then installs neither the operator nor its ClusterRole, which may create and
+      delete ScaledObjects in every namespace. We write each model's ScaledObject ourselves; the operator exists to
+      write them for the deprecated HTTPScaledObject, and its InterceptorRoute controller only sets a Ready condition
+      that nothing reads (operator/controllers/http/interceptorroute_controller.go calls itself a placeholder). So
+      `kubectl get interceptorroute` shows no READY value.
+    - The interceptor (Services, EndpointSlices, InterceptorRoutes) and the scaler (EndpointSlices,
+      InterceptorRoutes) still read cluster-wide, get/list/watch only: the chart binds them ClusterRoles and has no
+      value that narrows those.
+    - The interceptor spreads its replicas over nodes where it can (ScheduleAnyway: one node is still a cluster).
+    - No global timeouts: each model's InterceptorRoute sets its own (autoscaling.interceptor_route).
+    - pullPolicy IfNotPresent: the image tags are the chart's appVersion, so a restart needs no registry (the chart's
+      default is Always)."""
+    interceptor_pods = {"matchLabels": http_addon_interceptor_labels(release_name)}
+    return {
+        "crds": {"install": True},
+        "operator": {"replicas": 0},
+        "scaler": {
+            "replicas": HTTP_ADDON_SCALER_REPLICAS,
+            "pullPolicy": "IfNotPresent",
+            "resources": copy.deepcopy(HTTP_ADDON_RESOURCES["scaler"]),
+        },
+        "interceptor": {
+            "pullPolicy": "IfNotPresent",
+            "replicas": dict(HTTP_ADDON_INTERCEPTOR_REPLICAS),
+            "shutdownDelay": HTTP_ADDON_SHUTDOWN_DELAY,
+            "drainTimeout": HTTP_ADDON_DRAIN_TIMEOUT,
+            "terminationGracePeriodSeconds": HTTP_ADDON_TERMINATION_GRACE_SECONDS,
+            "resources": copy.deepcopy(HTTP_ADDON_RESOURCES["interceptor"]),
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": interceptor_pods,
+                }
+            ],
+        },
+    }

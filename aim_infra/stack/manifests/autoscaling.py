@@ -2,11 +2,13 @@
 the per-replica target the performance model implies.
 
 Pure builders: plain inputs in, plain dict manifests out (keda.sh/v1alpha1 and http.keda.sh/v1beta1, as KEDA 2.20.2
-and its HTTP add-on 0.15.0 define them). KEDA turns the ScaledObject into an HPA that scales the model's Deployment
-between its bounds on the requests vLLM holds (running + waiting) and on its KV-cache use, both read from Prometheus.
-A model that may scale to zero also gets the HTTP add-on's trigger: a pod that does not exist exports no metrics, so
-the request that wakes it must be seen in front of it, by the add-on's interceptor, which holds it until a replica is
-ready.
+and its HTTP add-on 0.15.0 define them, and the v1 Service that names a model's way to the add-on). KEDA turns the
+ScaledObject into an HPA that scales the model's Deployment between its bounds on the requests vLLM holds (running +
+waiting) and on its KV-cache use, both read from Prometheus. A model that may scale to zero also gets the HTTP
+add-on's trigger: a pod that does not exist exports no metrics, so the request that wakes it must be seen in front of
+it, by the add-on's interceptor, which holds it until a replica is ready. The interceptor routes by Host only, never
+by the OpenAI `model` field, so each such model gets a hostname of its own: an ExternalName Service `<model>-wake`
+that resolves to the interceptor, which the router sends the model's requests to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aim_infra.common import contract
 from aim_infra.common.errors import AimError
 from aim_infra.planning.performance import SUSTAINABLE_SHARE, PerformanceEstimate
 from aim_infra.stack.manifests.addon_pins import KUBE_PROMETHEUS_STACK
@@ -50,6 +53,24 @@ RESPONSE_HEADER_TIMEOUT_SECONDS = 3600
 #: The HTTP add-on's external scaler Service (chart keda-add-ons-http 0.15.0: `<chart>-<scaler.service>`, gRPC 9090).
 HTTP_ADDON_SCALER_SERVICE = "keda-add-ons-http-external-scaler"
 HTTP_ADDON_SCALER_PORT = 9090
+#: The interceptor's proxy Service, which holds and forwards requests (chart 0.15.0: `<chart>-<interceptor.proxy.
+#: service>`, interceptor.proxy.port 8080). The chart names both Services after itself, not after the release.
+HTTP_ADDON_INTERCEPTOR_SERVICE = "keda-add-ons-http-interceptor-proxy"
+HTTP_ADDON_INTERCEPTOR_PORT = 8080
+#: The cluster's DNS domain (kubelet --cluster-domain; kubeadm's, k3s', RKE2's and the managed clouds' default). An
+#: ExternalName Service is a CNAME, and resolvers never complete a CNAME's target with the pod's search domains, so
+#: the interceptor's name must be written out whole.
+CLUSTER_DOMAIN = "cluster.local"
+#: What a scale-to-zero model's wake Service is named after the model (a model name is at most 40 characters, so the
+#: name stays a DNS label).
+WAKE_SUFFIX = "-wake"
+#: The only requests the interceptor takes for a scale-to-zero model: the OpenAI API. The router also GETs
+#: `/metrics` from every backend on each engine-stats poll; that path matches no route, so the interceptor answers it
+#: 404 at once, without counting it as a request, and the poll neither wakes the model nor keeps it awake.
+WAKE_PATH_PREFIX = "/v1"
+#: `app.kubernetes.io/component` of a model's wake Service and InterceptorRoute. Not the engine's labels: the model's
+#: ServiceMonitor selects Services by those.
+WAKE_COMPONENT = "scale-to-zero"
 
 REQUESTS_TRIGGER = "vllm-requests"
 KV_CACHE_TRIGGER = "vllm-kv-cache"
@@ -202,6 +223,37 @@ def http_scaler_address(namespace: str) -> str:
     return f"{HTTP_ADDON_SCALER_SERVICE}.{namespace}:{HTTP_ADDON_SCALER_PORT}"
 
 
+def interceptor_host(addon_namespace: str, cluster_domain: str = CLUSTER_DOMAIN) -> str:
+    """The interceptor proxy's fully qualified Service name: what a wake Service's CNAME points at."""
+    return f"{HTTP_ADDON_INTERCEPTOR_SERVICE}.{addon_namespace}.svc.{cluster_domain}"
+
+
+def wake_service_name(model: str) -> str:
+    return f"{model}{WAKE_SUFFIX}"
+
+
+def wake_host(namespace: str, model: str) -> str:
+    """The hostname the router sends a scale-to-zero model's requests to, and its InterceptorRoute matches (the
+    interceptor compares the Host header without its port). Resolved from the router's pod, whose search domains
+    complete it."""
+    return f"{wake_service_name(model)}.{namespace}.svc"
+
+
+def wake_labels(model: str) -> dict[str, str]:
+    """The labels of a model's wake Service and InterceptorRoute: whose they are, never the engine's selector."""
+    return {
+        contract.INSTANCE_LABEL: model,
+        contract.COMPONENT_LABEL: WAKE_COMPONENT,
+        contract.PART_OF_LABEL: contract.PART_OF,
+        contract.MANAGED_BY_LABEL: contract.MANAGED_BY,
+    }
+
+
+def wake_url(namespace: str, model: str) -> str:
+    """A scale-to-zero model's backend URL for the router: its wake hostname, on the interceptor's port."""
+    return f"http://{wake_host(namespace, model)}:{HTTP_ADDON_INTERCEPTOR_PORT}"
+
+
 # --- triggers ------------------------------------------------------------------------------------------------------
 
 
@@ -256,10 +308,14 @@ def http_trigger(scaler_address: str, route: str) -> dict[str, Any]:
 # --- objects -------------------------------------------------------------------------------------------------------
 
 
-def _check_names(namespace: str, name: str, deployment: str) -> None:
-    for what, value in (("namespace", namespace), ("model name", name), ("Deployment", deployment)):
+def _check_labels(*named: tuple[str, str]) -> None:
+    for what, value in named:
         if not DNS_LABEL.match(value):
             raise AimError(f"autoscaling: {what} {value!r} is not a DNS-1123 label (a-z, 0-9, '-', at most 63)")
+
+
+def _check_names(namespace: str, name: str, deployment: str) -> None:
+    _check_labels(("namespace", namespace), ("model name", name), ("Deployment", deployment))
 
 
 def _check_bounds(name: str, min_replicas: int, max_replicas: int, reserved_replicas: int, scale_to_zero: bool) -> None:
@@ -342,13 +398,14 @@ def interceptor_route(
     hosts: Sequence[str],
     target: int,
     startup_budget_seconds: int,
+    paths: Sequence[str] = (),
     labels: Mapping[str, str] | None = None,
     response_header_timeout_seconds: int = RESPONSE_HEADER_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
-    """The HTTP add-on's route to a scale-to-zero model's Service: requests for `hosts` go through the interceptor,
-    which holds them while the model wakes (up to cold_start_seconds, then gives up) and counts them against the
-    same per-replica `target`. No request deadline: a long completion is bounded by the response-header timeout
-    (RESPONSE_HEADER_TIMEOUT_SECONDS) and by the client."""
+    """The HTTP add-on's route to a scale-to-zero model's Service: requests for `hosts` (under the `paths` prefixes,
+    when given) go through the interceptor, which holds them while the model wakes (up to cold_start_seconds, then
+    gives up) and counts them against the same per-replica `target`. No request deadline: a long completion is bounded
+    by the response-header timeout (RESPONSE_HEADER_TIMEOUT_SECONDS) and by the client."""
     _check_names(namespace, name, service)
     if not hosts:
         raise AimError(f"{name}: the interceptor route needs at least one host to route by")
@@ -356,17 +413,44 @@ def interceptor_route(
         raise AimError(f"{name}: port {port}: expected 1..65535")
     if target < 1:
         raise AimError(f"{name}: target {target} requests per replica: expected at least 1")
+    if any(not path.startswith("/") for path in paths):
+        raise AimError(f"{name}: interceptor route paths {list(paths)}: expected each to start with '/'")
+    rule: dict[str, Any] = {"hosts": list(hosts)}
+    if paths:
+        rule["paths"] = [{"value": path} for path in paths]
     return {
         "apiVersion": HTTP_ADDON_API_VERSION,
         "kind": "InterceptorRoute",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
         "spec": {
             "target": {"service": service, "port": port},
-            "rules": [{"hosts": list(hosts)}],
+            "rules": [rule],
             "scalingMetric": {"concurrency": {"targetValue": target}},
             "timeouts": {
                 "readiness": f"{cold_start_seconds(startup_budget_seconds)}s",
                 "responseHeader": f"{response_header_timeout_seconds}s",
             },
+        },
+    }
+
+
+def wake_service(
+    *, namespace: str, model: str, addon_namespace: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A scale-to-zero model's own name for the interceptor: an ExternalName Service `<model>-wake` in the models'
+    namespace, a CNAME to the interceptor's proxy Service. The router reaches the model at wake_url, so the Host
+    header the interceptor routes by names the model. The port is informational (an ExternalName Service forwards
+    nothing): it is the one wake_url dials."""
+    _check_labels(
+        ("namespace", namespace), ("wake Service", wake_service_name(model)), ("add-on namespace", addon_namespace)
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": wake_service_name(model), "namespace": namespace, "labels": dict(labels or {})},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": interceptor_host(addon_namespace),
+            "ports": [{"name": "http", "port": HTTP_ADDON_INTERCEPTOR_PORT, "protocol": "TCP"}],
         },
     }

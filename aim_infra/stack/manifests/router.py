@@ -1,10 +1,16 @@
 """The model router's objects as plain manifests: one OpenAI endpoint in front of every model's engines.
 
 The router is the vLLM production-stack router (addon_pins.ROUTER_PIN). We declare its Deployment ourselves instead of
-installing its chart, which would also bring engines, CRDs and a LoRA controller we do not use. It watches the engine
-pods of its namespace (Kubernetes discovery by pod IP, so it needs a Role that reads pods). It asks each ready pod for
-`/v1/models` with the stack's API key and routes each request by its OpenAI `model` field, LoRA adapter names
-included. Unready and terminating pods drop out of the rotation.
+installing its chart, which would also bring engines, CRDs and a LoRA controller we do not use. It routes each request
+by its OpenAI `model` field, in one of two discovery modes:
+- Kubernetes discovery (no model scales to zero): it watches the engine pods of its namespace by pod IP, so it needs a
+  Role that reads pods, and asks each ready pod for `/v1/models` with the stack's API key (LoRA adapter names
+  included). Unready and terminating pods drop out of the rotation.
+- Static discovery (some model scales to zero): a pod that does not exist cannot be discovered, and the KEDA HTTP
+  add-on's interceptor, which holds a request while its model wakes, routes by hostname only. So the router gets a
+  fixed list of (served name, URL) pairs (StaticBackend): a warm model's engine Service, or a scale-to-zero model's
+  own hostname for the interceptor (autoscaling.wake_url). No Role, no token, no API key in the router process: it
+  discovers nothing. The Service balances a model's replicas, over its ready endpoints.
 
 Its pod has the same shape as the engine's. The router listens on 127.0.0.1 only. The API proxy sidecar
 (components/api_proxy) forwards `/v1/…` and `/health` to it and nothing else. The router's admin routes (`/sleep`,
@@ -18,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aim_infra.common import contract
@@ -65,6 +72,31 @@ API_SERVER_PORTS = (443, 6443)
 #: The router's start-up: importing its optional extras (LMCache, vLLM, torch) takes most of it.
 STARTUP_BUDGET_SECONDS = 300
 PROBE_PERIOD_SECONDS = 5
+#: A backend URL as the pinned router's parser keeps it (utils.validate_url at vllm-stack-0.1.12; a URL it rejects is
+#: skipped with a warning, and then its URL and model lists no longer pair up): http(s), a dotted hostname whose last
+#: label is letters only (or localhost, or an IPv4 address), an optional port. A bare Service name is not one: the
+#: URLs name `<service>.<namespace>.svc`. No comma: the lists are comma-separated.
+BACKEND_URL = re.compile(r"https?://(?:[A-Za-z0-9_-]+\.)+[A-Za-z]{2,}(?::[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class StaticBackend:
+    """One model as static discovery lists it: the names clients ask for it by (the OpenAI `model` field: its Hub id,
+    then its LoRA adapters' names) and the URL the router sends them to."""
+
+    names: tuple[str, ...]
+    url: str
+
+
+@dataclass(frozen=True)
+class Interceptor:
+    """The KEDA HTTP add-on's interceptor as the router's NetworkPolicies see it: its namespace, its pods' labels, the
+    proxy port the router reaches, and the engine instances it forwards to (the models that scale to zero)."""
+
+    namespace: str
+    pod_labels: Mapping[str, str]
+    port: int
+    engines: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -144,14 +176,45 @@ def routing_args(logic: str, session_key: str | None) -> list[str]:
     return ["--routing-logic", logic, "--session-key", session_key]
 
 
-def router_args(namespace: str, *, logic: str, session_key: str | None) -> list[str]:
-    """The router's command line (the image's entrypoint is `vllm-router`): Kubernetes discovery of every model's
-    engine pods by pod IP, on the engines' API port (their proxy, which checks the key the router sends)."""
+def service_url(service: str, namespace: str, port: int = contract.API_PORT) -> str:
+    """A warm model's backend URL for static discovery: its engine Service, on the API port (the engines' proxy)."""
+    return f"http://{service}.{namespace}.svc:{port}"
+
+
+def static_discovery_args(backends: Sequence[StaticBackend]) -> list[str]:
+    """`--service-discovery static` and its two lists, which the router zips pair by pair: one entry per served name,
+    a model's URL repeated for each of its names. No `--static-backend-health-checks`: they POST a real completion
+    without an Authorization header (refused by the engines' key check) and would wake a model at zero replicas."""
+    if not backends:
+        raise AimError("router: static discovery needs at least one model to route to")
+    urls: list[str] = []
+    served: list[str] = []
+    for backend in backends:
+        if not BACKEND_URL.fullmatch(backend.url):
+            raise AimError(
+                f"router: backend URL {backend.url!r} is not one the router accepts: http://<host>.<namespace>.svc:<port>"
+            )
+        if not backend.names:
+            raise AimError(f"router: backend {backend.url} serves no model name")
+        for name in backend.names:
+            if not name or "," in name or name in served:
+                raise AimError(f"router: served name {name!r} is empty, has a comma or is listed twice")
+            served.append(name)
+            urls.append(backend.url)
     return [
-        "--host",
-        "127.0.0.1",  # only the proxy in this pod reaches the router
-        "--port",
-        str(contract.ROUTER_INTERNAL_PORT),
+        "--service-discovery",
+        "static",
+        "--static-backends",
+        ",".join(urls),
+        "--static-models",
+        ",".join(served),
+    ]
+
+
+def kubernetes_discovery_args(namespace: str) -> list[str]:
+    """Kubernetes discovery of every model's engine pods by pod IP, on the engines' API port (their proxy, which checks
+    the key the router sends)."""
+    return [
         "--service-discovery",
         "k8s",
         "--k8s-service-discovery-type",
@@ -163,9 +226,25 @@ def router_args(namespace: str, *, logic: str, session_key: str | None) -> list[
         contract.ENGINE_DISCOVERY_SELECTOR,
         "--k8s-port",
         str(contract.API_PORT),
+    ]
+
+
+def router_args(
+    namespace: str, *, logic: str, session_key: str | None, backends: Sequence[StaticBackend] | None = None
+) -> list[str]:
+    """The router's command line (the image's entrypoint is `vllm-router`): Kubernetes discovery, or static discovery
+    of `backends` when given."""
+    discovery = kubernetes_discovery_args(namespace) if backends is None else static_discovery_args(backends)
+    return [
+        "--host",
+        "127.0.0.1",  # only the proxy in this pod reaches the router
+        "--port",
+        str(contract.ROUTER_INTERNAL_PORT),
+        *discovery,
         *routing_args(logic, session_key),
         # The engines serve /metrics on their metrics port only, so these scrapes of the API port get a 404 and are
-        # logged; nothing the two routing logics above decide reads them.
+        # logged (through the interceptor too: autoscaling.WAKE_PATH_PREFIX); nothing the two routing logics above
+        # decide reads them.
         "--engine-stats-interval",
         str(ENGINE_STATS_INTERVAL_SECONDS),
         "--request-stats-window",
@@ -281,14 +360,26 @@ def router_probes() -> dict[str, dict[str, Any]]:
     }
 
 
-def router_container(names: RouterNames, *, image: str, logic: str, session_key: str | None) -> dict[str, Any]:
+def router_container(
+    names: RouterNames,
+    *,
+    image: str,
+    logic: str,
+    session_key: str | None,
+    backends: Sequence[StaticBackend] | None = None,
+) -> dict[str, Any]:
+    """The router. With Kubernetes discovery it holds the API key and the service account token; with static
+    discovery (`backends`) neither: it reads nothing from the API server and forwards each client's own key."""
+    discovers = backends is None
+    # The router sends it as Bearer to every engine's /v1/models when discovering them.
+    key = {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": names.secret, "key": API_KEY_DATA_KEY}}}
+    token = {"name": TOKEN_VOLUME, "mountPath": TOKEN_MOUNT, "readOnly": True}
     return {
         "name": contract.ROUTER_CONTAINER,
         "image": image,
-        "args": router_args(names.namespace, logic=logic, session_key=session_key),
+        "args": router_args(names.namespace, logic=logic, session_key=session_key, backends=backends),
         "env": [
-            # The router sends it as Bearer to every engine's /v1/models when discovering them.
-            {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": names.secret, "key": API_KEY_DATA_KEY}}},
+            *([key] if discovers else []),
             # The image has no home for a uid of its own: the libraries it imports cache under $HOME.
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -303,10 +394,7 @@ def router_container(names: RouterNames, *, image: str, logic: str, session_key:
         },
         # The chart's request is 400m and 1000Mi. Importing vLLM and LMCache at start takes most of that memory.
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-        "volumeMounts": [
-            {"name": ROUTER_TMP_VOLUME, "mountPath": "/tmp"},
-            {"name": TOKEN_VOLUME, "mountPath": TOKEN_MOUNT, "readOnly": True},
-        ],
+        "volumeMounts": [{"name": ROUTER_TMP_VOLUME, "mountPath": "/tmp"}, *([token] if discovers else [])],
         **router_probes(),
     }
 
@@ -339,13 +427,14 @@ def token_volume() -> dict[str, Any]:
     }
 
 
-def pod_volumes(names: RouterNames) -> list[dict[str, Any]]:
+def pod_volumes(names: RouterNames, *, token: bool = True) -> list[dict[str, Any]]:
+    """The pod's volumes; the service account token only for a router that discovers pods (`token`)."""
     key_check = {"secretName": names.secret, "items": [{"key": KEY_CHECK_FILE, "path": KEY_CHECK_FILE}]}
     return [
         *api_proxy.proxy_volumes(PROXY_CONFIG_VOLUME, names.proxy_config),
         {"name": KEY_CHECK_VOLUME, "secret": {**key_check, "defaultMode": 0o444}},
         {"name": ROUTER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
-        token_volume(),
+        *([token_volume()] if token else []),
     ]
 
 
@@ -358,9 +447,10 @@ def pod_template(
     proxy_config: str,
     logic: str,
     session_key: str | None,
+    backends: Sequence[StaticBackend] | None = None,
 ) -> dict[str, Any]:
     """The router pod: the router and the API proxy. It tolerates the GPU nodes' taint, so a cluster of GPU nodes
-    only still runs it; it requests no GPU."""
+    only still runs it; it requests no GPU. `backends`: static discovery of these (router_container)."""
     return {
         "metadata": {
             "labels": labels,
@@ -376,10 +466,10 @@ def pod_template(
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "tolerations": [dict(GPU_TOLERATION)],
             "containers": [
-                router_container(names, image=image, logic=logic, session_key=session_key),
+                router_container(names, image=image, logic=logic, session_key=session_key, backends=backends),
                 proxy_container(proxy_image),
             ],
-            "volumes": pod_volumes(names),
+            "volumes": pod_volumes(names, token=backends is None),
         },
     }
 
@@ -461,32 +551,48 @@ def metrics_service(names: RouterNames, labels: dict[str, str]) -> dict[str, Any
 # ----------------------------------------------------------------------------------------------- NetworkPolicies
 
 
-def router_egress(router: dict[str, str], api_server_cidrs: list[str]) -> dict[str, Any]:
-    """The router's only ways out: the engine pods' API port, the API server (the pod watch) and cluster DNS. With
-    no `api_server_cidrs` the API server's ports are open to any address, because the address a policy compares
-    depends on the CNI (the Service's ClusterIP, or the control plane's own address)."""
+def router_egress(
+    router: dict[str, str],
+    api_server_cidrs: list[str],
+    *,
+    discovers: bool = True,
+    interceptor: Interceptor | None = None,
+) -> dict[str, Any]:
+    """The router's only ways out: the engine pods' API port (directly, or through their Services), the API server
+    for a router that discovers pods (`discovers`), the HTTP add-on's interceptor proxy when some model scales to zero
+    (`interceptor`), and cluster DNS. With no `api_server_cidrs` the API server's ports are open to any address,
+    because the address a policy compares depends on the CNI (the Service's ClusterIP, or the control plane's own
+    address)."""
     cluster_dns = {
         "namespaceSelector": {"matchLabels": {network_policy.NAMESPACE_NAME_LABEL: "kube-system"}},
         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
     }
-    api_server: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS]}
-    if api_server_cidrs:
-        api_server["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in api_server_cidrs]
     dns_ports = [
         {"protocol": "UDP", "port": network_policy.DNS_PORT},
         {"protocol": "TCP", "port": network_policy.DNS_PORT},
     ]
+    rules: list[dict[str, Any]] = [
+        {
+            "to": [{"podSelector": {"matchLabels": engine_selector()}}],
+            "ports": [{"protocol": "TCP", "port": contract.API_PORT}],
+        }
+    ]
+    if discovers:
+        api_server: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS]}
+        if api_server_cidrs:
+            api_server["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in api_server_cidrs]
+        rules.append(api_server)
+    if interceptor is not None:
+        rules.append({"to": [interceptor_peer(interceptor)], "ports": [{"protocol": "TCP", "port": interceptor.port}]})
+    rules.append({"to": [cluster_dns], "ports": dns_ports})
+    return {"podSelector": {"matchLabels": dict(router)}, "policyTypes": ["Egress"], "egress": rules}
+
+
+def interceptor_peer(interceptor: Interceptor) -> dict[str, Any]:
+    """The interceptor's pods, by their namespace's name (set by the API server) and the labels their chart sets."""
     return {
-        "podSelector": {"matchLabels": dict(router)},
-        "policyTypes": ["Egress"],
-        "egress": [
-            {
-                "to": [{"podSelector": {"matchLabels": engine_selector()}}],
-                "ports": [{"protocol": "TCP", "port": contract.API_PORT}],
-            },
-            api_server,
-            {"to": [cluster_dns], "ports": dns_ports},
-        ],
+        "namespaceSelector": {"matchLabels": {network_policy.NAMESPACE_NAME_LABEL: interceptor.namespace}},
+        "podSelector": {"matchLabels": dict(interceptor.pod_labels)},
     }
 
 
@@ -504,6 +610,25 @@ def engines_from_router(router: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def engines_from_interceptor(interceptor: Interceptor) -> dict[str, Any]:
+    """The API port of the scale-to-zero models' engine pods (and no other's) for the interceptor, which forwards the
+    requests it held to their Services. The engines' proxy still checks the client's key, which the interceptor
+    passes on."""
+    if not interceptor.engines:
+        raise AimError("router: the interceptor forwards to no engine; no policy to admit it")
+    instances = {"key": contract.INSTANCE_LABEL, "operator": "In", "values": sorted(interceptor.engines)}
+    return {
+        "podSelector": {"matchLabels": engine_selector(), "matchExpressions": [instances]},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [interceptor_peer(interceptor)],
+                "ports": [{"protocol": "TCP", "port": contract.API_PORT}],
+            }
+        ],
+    }
+
+
 def policy_specs(
     names: RouterNames,
     *,
@@ -511,16 +636,21 @@ def policy_specs(
     allowed_namespaces: list[str],
     monitoring_namespace: str | None,
     api_server_cidrs: list[str],
+    discovers: bool = True,
+    interceptor: Interceptor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The router's policies by name suffix, on top of the namespace's default deny (network_policy.policy_specs):
     clients reach the router's API port as they reach a single model's (the same allow-lists), Prometheus its metrics
-    port, and the router reaches the engines, the API server and DNS."""
+    port, and the router reaches the engines, the API server (when it `discovers` pods) and DNS. With an
+    `interceptor` (some model scales to zero) the router also reaches it, and it reaches those models' engines."""
     router = selector_labels(names.instance)
     specs = {
         "api": network_policy.api_ingress(router, contract.API_PORT, allowed_cidrs, allowed_namespaces),
-        "egress": router_egress(router, api_server_cidrs),
+        "egress": router_egress(router, api_server_cidrs, discovers=discovers, interceptor=interceptor),
         "to-engines": engines_from_router(router),
     }
+    if interceptor is not None:
+        specs["from-interceptor"] = engines_from_interceptor(interceptor)
     if monitoring_namespace:
         specs["metrics"] = network_policy.metrics_ingress(router, contract.METRICS_PORT, monitoring_namespace)
     return specs

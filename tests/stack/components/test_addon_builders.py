@@ -79,7 +79,7 @@ def release_values(plan: AddonPlan, chart: str) -> dict[str, Any]:
 
 @pytest.fixture
 def everything() -> AddonPlan:
-    return plan_of(**ALL_ON, kubelet_insecure_tls=True, keda=True, keda_namespaces=("aim",))
+    return plan_of(**ALL_ON, kubelet_insecure_tls=True, keda=True, keda_namespaces=("aim",), keda_http=True)
 
 
 def test_the_builders_and_this_test_load_no_pulumi() -> None:
@@ -226,6 +226,8 @@ def test_install_order_and_what_waits_for_what(everything: AddonPlan) -> None:
         # KEDA's ServiceMonitor needs those CRDs too, and its ScaledObjects read that Prometheus.
         "keda-ns": [],
         "keda": ["keda-ns", "calico", "monitoring"],
+        # The HTTP add-on's interceptor is scaled by a ScaledObject of its own: KEDA's CRD comes first.
+        "keda-http": ["keda-ns", "calico", "keda"],
     }
     # Install order is the list's: Calico first, each child after everything it waits for.
     keys = [c.key for c in everything.children]
@@ -239,6 +241,7 @@ def test_install_order_and_what_waits_for_what(everything: AddonPlan) -> None:
         "monitoring": "monitoring",
         "device_metrics_exporter": "device-metrics-exporter",
         "keda": "keda",
+        "keda_http": "keda-http",
     }
     assert everything.release_names == {key: pin.release_name for key, pin in ALL_CHARTS.items()}
 
@@ -320,7 +323,31 @@ def test_keda_comes_only_with_a_model_that_autoscales() -> None:
     assert ClusterAddonsArgs.from_settings(fixed).keda is False
     ranged = Settings(namespace="aim-models", models=[{**chat, "replicas": {"min": 1, "max": 2}}])
     args = ClusterAddonsArgs.from_settings(ranged)
-    assert (args.keda, args.keda_namespaces) == (True, ("aim-models",))
+    assert (args.keda, args.keda_namespaces, args.keda_http) == (True, ("aim-models",), False)
+
+
+def test_the_http_add_on_comes_only_with_a_model_that_scales_to_zero_and_after_keda() -> None:
+    chat = {"name": "chat", "model": "Qwen/Qwen3-8B", "replicas": {"min": 1, "max": 2}}
+    cold = {"name": "small", "model": "Qwen/Qwen3-0.6B", "replicas": {"min": 0, "max": 2}, "scaleToZero": True}
+    args = ClusterAddonsArgs.from_settings(Settings(namespace="aim-models", models=[chat, cold]))
+    assert (args.keda, args.keda_namespaces, args.keda_http) == (True, ("aim-models",), True)
+    plan = install_plan(args, stack=STACK, pod_labels=POD_LABELS)
+    keys = [c.key for c in plan.children]
+    assert keys.index("keda-http") > keys.index("keda")
+    spec = child(plan, "keda-http").body
+    assert (spec["name"], spec["namespace"], spec["chart"], spec["version"]) == (
+        "keda-add-ons-http",
+        "keda",
+        "keda-add-ons-http",
+        "0.15.0",
+    )
+    # KEDA also watches its own namespace then: the chart's interceptor is scaled by a ScaledObject there.
+    assert release_values(plan, "keda")["watchNamespace"] == "aim-models,keda"
+    without = install_plan(ClusterAddonsArgs.from_settings(Settings(namespace="aim-models", models=[chat])), STACK, ())
+    assert "keda_http" not in without.releases
+    assert release_values(without, "keda")["watchNamespace"] == "aim-models"
+    with pytest.raises(ValueError, match="needs KEDA"):
+        ClusterAddonsArgs(keda_http=True)
 
 
 def test_monitoring_off_plans_none_of_it_and_the_exporter_waits_only_for_its_namespace() -> None:
@@ -394,6 +421,7 @@ def test_args_default_to_the_settings_defaults() -> None:
         "grafana_admin_password": None,
         "keda": False,  # one model at a fixed count: nothing to autoscale
         "keda_namespaces": (),
+        "keda_http": False,  # nothing scales to zero
     }
     assert asdict(ClusterAddonsArgs()) == asdict(ClusterAddonsArgs.from_settings(defaults))
 
@@ -534,7 +562,7 @@ def assert_values_keys_exist(chart: str, values: Mapping[str, Any]) -> None:
 
 def test_every_values_key_exists_in_the_pinned_chart(everything: AddonPlan) -> None:
     for key, pin in ALL_CHARTS.items():
-        if pin is addon_pins.KEDA:  # no values file of it here: test_autoscaling_builders checks its keys
+        if pin in (addon_pins.KEDA, addon_pins.KEDA_HTTP_ADDON):  # test_autoscaling_builders checks their keys
             continue
         values = release_values(everything, key)
         assert values or pin is METRICS_SERVER, pin.chart

@@ -1,5 +1,6 @@
 """Autoscaling builders, called directly: ScaledObject and InterceptorRoute against our schemas of the pinned CRDs, the
-PromQL under promtool, the per-replica target from real estimates, and the KEDA chart's pin and values."""
+wake Service under `kubernetes-validate --strict`, the PromQL under promtool, the per-replica target from real
+estimates, and the pins and values of the KEDA chart and its HTTP add-on's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -23,13 +25,21 @@ from aim_infra.planning.performance import PerformanceEstimate, estimate_perform
 from aim_infra.planning.selection import Decision, Selector
 from aim_infra.planning.workload import Workload
 from aim_infra.stack.manifests import autoscaling
-from aim_infra.stack.manifests.addon_pins import KEDA, KUBE_PROMETHEUS_STACK
-from aim_infra.stack.manifests.addon_values import KEDA_RESOURCES, keda_values, release_spec
+from aim_infra.stack.manifests.addon_pins import KEDA, KEDA_HTTP_ADDON, KUBE_PROMETHEUS_STACK
+from aim_infra.stack.manifests.addon_values import (
+    HTTP_ADDON_RESOURCES,
+    KEDA_RESOURCES,
+    http_addon_interceptor_labels,
+    http_addon_values,
+    keda_values,
+    release_spec,
+)
 from aim_infra.stack.manifests.autoscaling import (
     cold_start_seconds,
     http_scaler_address,
     in_flight_per_replica,
     in_flight_query,
+    interceptor_host,
     interceptor_route,
     kv_cache_query,
     prometheus_address,
@@ -37,7 +47,12 @@ from aim_infra.stack.manifests.autoscaling import (
     scale_up_period_seconds,
     scaled_object,
     target_concurrency,
+    wake_host,
+    wake_labels,
+    wake_service,
+    wake_url,
 )
+from aim_infra.stack.manifests.engine import selector_labels as engine_selector_labels
 from aim_infra.stack.manifests.sizing import POD_START_SLACK_SECONDS
 from tests.planning.monitoring.support import tool
 from tests.stack import scaledobject_schema as schemas
@@ -303,6 +318,52 @@ def test_the_route_schema_catches_what_it_should() -> None:
         route(hosts=[])
     with pytest.raises(AimError, match="port 70000"):
         route(port=70000)
+
+
+def test_a_route_takes_only_the_openai_api_of_its_wake_host() -> None:
+    """The router polls every backend's /metrics: a route without a path would count those polls as requests, so a
+    model at zero would be woken every 15 s. With the /v1 prefix the poll matches no route (the interceptor's 404)."""
+    manifest = route(hosts=[wake_host(NAMESPACE, "chat")], paths=[autoscaling.WAKE_PATH_PREFIX])
+    assert schema_errors(manifest, schemas.INTERCEPTOR_ROUTE) == []
+    assert manifest["spec"]["rules"] == [{"hosts": ["chat-wake.aim.svc"], "paths": [{"value": "/v1"}]}]
+    # The interceptor matches the Host header without its port against the route's hosts: the URL the router dials.
+    assert wake_url(NAMESPACE, "chat") == "http://chat-wake.aim.svc:8080"
+    assert (
+        wake_url(NAMESPACE, "chat").removeprefix("http://").rsplit(":", 1)[0] in manifest["spec"]["rules"][0]["hosts"]
+    )
+    with pytest.raises(AimError, match="start with '/'"):
+        route(paths=["v1"])
+    empty_path = copy.deepcopy(manifest)
+    empty_path["spec"]["rules"][0]["paths"] = [{"value": ""}]
+    assert schema_errors(empty_path, schemas.INTERCEPTOR_ROUTE)
+
+
+def test_the_wake_service_names_the_interceptor_for_one_model() -> None:
+    manifest = wake_service(namespace=NAMESPACE, model="chat", addon_namespace="keda", labels=wake_labels("chat"))
+    kubernetes_validate.validate(manifest, "1.30", strict=True)
+    assert manifest["metadata"]["name"] == "chat-wake" and manifest["metadata"]["namespace"] == NAMESPACE
+    spec = manifest["spec"]
+    # A CNAME target is never completed with search domains: the interceptor's name is written out whole.
+    assert spec == {
+        "type": "ExternalName",
+        "externalName": "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+    assert interceptor_host("keda") == spec["externalName"]
+    # The model's ServiceMonitor selects Services by the engine's selector labels: never this one.
+    selector = engine_selector_labels("chat")
+    assert not selector.items() <= manifest["metadata"]["labels"].items()
+    assert "selector" not in spec
+    long_name = "m" * 60
+    with pytest.raises(AimError, match="wake Service"):
+        wake_service(namespace=NAMESPACE, model=long_name, addon_namespace="keda")
+    with pytest.raises(AimError, match="add-on namespace"):
+        wake_service(namespace=NAMESPACE, model="chat", addon_namespace="KEDA")
+    # kubernetes-validate would refuse a broken one: the check above can fail.
+    broken = copy.deepcopy(manifest)
+    broken["spec"]["externalNames"] = broken["spec"].pop("externalName")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30", strict=True)
 
 
 def test_cold_start_is_the_startup_budget_plus_pod_start_and_one_poll() -> None:
@@ -590,3 +651,144 @@ def test_the_keda_release_installs_the_pinned_chart() -> None:
     assert (spec["name"], spec["chart"], spec["version"], spec["namespace"]) == ("keda", "keda", "2.20.2", "keda")
     assert spec["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
     assert spec["skipAwait"] is False
+
+
+# --- the KEDA HTTP add-on's chart: pin and values -------------------------------------------------------------------
+
+
+def test_the_http_add_on_is_pinned_with_its_evidence() -> None:
+    pin = KEDA_HTTP_ADDON
+    assert (pin.chart, pin.version, pin.repo) == ("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts")
+    assert (pin.release_name, pin.namespace) == ("keda-add-ons-http", KEDA.namespace)
+    assert_evidence("KEDA HTTP add-on", pin.evidence)
+    # No tag carries the chart after 0.12.2: the evidence is the release commit's Chart.yaml.
+    assert pin.evidence.url == (
+        "https://github.com/kedacore/charts/blob/c4b92e9eed0ddc6668b1395d5f137e3ad4baa3d4/http-add-on/Chart.yaml"
+    )
+    # The Services the chart names after itself (not after the release), which the builders address.
+    assert http_scaler_address(pin.namespace) == "keda-add-ons-http-external-scaler.keda:9090"
+    assert interceptor_host(pin.namespace).startswith("keda-add-ons-http-interceptor-proxy.keda.svc.")
+
+
+#: The keys http_addon_values sets and their siblings, as kedacore/charts http-add-on/values.yaml at the 0.15.0
+#: release commit (c4b92e9e) defines them (read on 2026-12-06 from the search tool's snapshot of the repository).
+HTTP_ADDON_VALUES_KEYS: dict[str, Any] = {
+    "crds": {"install": True},
+    "operator": {
+        "extraEnvs": {},
+        "replicas": 1,
+        "imagePullSecrets": [],
+        "watchNamespace": "",
+        "pullPolicy": "Always",
+        "resources": {"limits": {"cpu": 0.5, "memory": "64Mi"}, "requests": {"cpu": "250m", "memory": "20Mi"}},
+        "port": 8443,
+        "nodeSelector": {},
+        "tolerations": [],
+        "affinity": {},
+        "topologySpreadConstraints": [],
+        "podAnnotations": {},
+        "metrics": {"secure": True, "auth": True, "certDir": ""},
+    },
+    "scaler": {
+        "extraEnvs": {},
+        "replicas": 3,
+        "imagePullSecrets": [],
+        "service": "external-scaler",
+        "pullPolicy": "Always",
+        "grpcPort": 9090,
+        "pendingRequestsInterceptor": 200,
+        "streamInterval": 200,
+        "nodeSelector": {},
+        "tolerations": [],
+        "affinity": {},
+        "topologySpreadConstraints": [],
+        "resources": {"limits": {"cpu": 0.5, "memory": "64Mi"}, "requests": {"cpu": "250m", "memory": "20Mi"}},
+        "podAnnotations": {},
+    },
+    "interceptor": {
+        "extraEnvs": {},
+        "imagePullSecrets": [],
+        "pullPolicy": "Always",
+        "admin": {"service": "interceptor-admin", "port": 9090, "appProtocol": ""},
+        "proxy": {"service": "interceptor-proxy", "port": 8080, "appProtocol": ""},
+        "replicas": {"min": 3, "max": 50, "waitTimeout": ""},
+        "scaledObject": {"pollingInterval": 1},
+        "shutdownDelay": "5s",
+        "drainTimeout": "30s",
+        "terminationGracePeriodSeconds": 45,
+        "requestTimeout": "",
+        "responseHeaderTimeout": "",
+        "readinessTimeout": "",
+        "tcpConnectTimeout": "",
+        "maxIdleConns": 1000,
+        "maxIdleConnsPerHost": 200,
+        "nodeSelector": {},
+        "tolerations": [],
+        "affinity": {},
+        "topologySpreadConstraints": [],
+        "resources": {"limits": {"cpu": 0.5, "memory": "64Mi"}, "requests": {"cpu": "250m", "memory": "20Mi"}},
+        "podAnnotations": {},
+        "pdb": {"enabled": True, "minAvailable": 0, "maxUnavailable": 1},
+    },
+}
+
+
+def test_http_add_on_values_exist_in_the_pinned_chart() -> None:
+    values = http_addon_values(KEDA_HTTP_ADDON.release_name)
+    assert list(missing_keys(values, HTTP_ADDON_VALUES_KEYS, "", False)) == []
+    assert list(missing_keys({"interceptor": {"replica": {"min": 2}}}, HTTP_ADDON_VALUES_KEYS, "", False)) == [
+        "interceptor.replica"
+    ]
+    # The Service names and the port the builders address are the chart's defaults, which we leave alone.
+    assert "proxy" not in values["interceptor"] and "service" not in values["scaler"]
+    proxy = HTTP_ADDON_VALUES_KEYS["interceptor"]["proxy"]
+    assert f"{KEDA_HTTP_ADDON.chart}-{proxy['service']}" == autoscaling.HTTP_ADDON_INTERCEPTOR_SERVICE
+    assert proxy["port"] == autoscaling.HTTP_ADDON_INTERCEPTOR_PORT
+    scaler = HTTP_ADDON_VALUES_KEYS["scaler"]
+    assert f"{KEDA_HTTP_ADDON.chart}-{scaler['service']}" == autoscaling.HTTP_ADDON_SCALER_SERVICE
+    assert scaler["grpcPort"] == autoscaling.HTTP_ADDON_SCALER_PORT
+
+
+def test_the_http_add_on_runs_no_operator_and_no_single_interceptor() -> None:
+    values = http_addon_values("keda-add-ons-http")
+    assert values["crds"] == {"install": True}
+    # No operator, so no ClusterRole that creates and deletes ScaledObjects everywhere (we write ours).
+    assert values["operator"] == {"replicas": 0}
+    interceptor = values["interceptor"]
+    assert interceptor["replicas"]["min"] >= 2 and interceptor["replicas"]["max"] >= interceptor["replicas"]["min"]
+    assert values["scaler"]["replicas"] >= 2
+    # The chart requires grace ≥ shutdown delay + drain; in-flight answers get the engine's 120 s.
+    delay, drain = (int(interceptor[key].removesuffix("s")) for key in ("shutdownDelay", "drainTimeout"))
+    assert delay + drain <= interceptor["terminationGracePeriodSeconds"] == 120
+    assert interceptor["resources"] == HTTP_ADDON_RESOURCES["interceptor"]
+    assert interceptor["resources"]["limits"]["memory"] == "256Mi"
+    assert values["scaler"]["resources"] == HTTP_ADDON_RESOURCES["scaler"]
+    assert {interceptor["pullPolicy"], values["scaler"]["pullPolicy"]} == {"IfNotPresent"}
+    [spread] = interceptor["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway" and spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"] == {"matchLabels": http_addon_interceptor_labels("keda-add-ons-http")}
+    # No global timeouts: the routes carry their own.
+    assert not {"requestTimeout", "responseHeaderTimeout", "readinessTimeout"} & interceptor.keys()
+
+
+def test_the_interceptor_labels_are_the_ones_its_chart_sets() -> None:
+    """Chart 0.15.0's interceptor pods: component and name from templates/interceptor/deployment.yaml, part-of (the
+    chart's name) and instance (the release's) from the matchLabels helper in templates/_helpers.tpl."""
+    assert http_addon_interceptor_labels("keda-add-ons-http") == {
+        "app.kubernetes.io/component": "interceptor",
+        "app.kubernetes.io/name": "http-add-on",
+        "app.kubernetes.io/part-of": "keda-add-ons-http",
+        "app.kubernetes.io/instance": "keda-add-ons-http",
+    }
+
+
+def test_the_http_add_on_release_installs_the_pinned_chart() -> None:
+    spec = release_spec(KEDA_HTTP_ADDON, http_addon_values(KEDA_HTTP_ADDON.release_name))
+    assert (spec["name"], spec["chart"], spec["version"], spec["namespace"]) == (
+        "keda-add-ons-http",
+        "keda-add-ons-http",
+        "0.15.0",
+        "keda",
+    )
+    assert spec["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
+    assert spec["skipAwait"] is False and spec["createNamespace"] is False

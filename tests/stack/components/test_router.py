@@ -14,7 +14,7 @@ from aim_infra.common.errors import AimError
 from aim_infra.stack.components import api_proxy
 from aim_infra.stack.manifests import router as objects
 from aim_infra.stack.manifests.engine import API_KEY_DATA_KEY
-from aim_infra.stack.manifests.router import RouterNames
+from aim_infra.stack.manifests.router import RouterNames, StaticBackend
 from aim_infra.stack.plan import Declared, PlanResult, kubernetes_objects, run_stack
 from tests.stack.components.test_engine_builders import validate
 
@@ -35,10 +35,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aim_infra.stack.components.router import ModelRouter, ModelRouterArgs
+from aim_infra.stack.manifests.router import Interceptor, StaticBackend
 
 arguments = json.loads({args!r})
 if arguments.pop("key_as_output", False):  # as the engine hands over a generated key
     arguments["api_key"] = pulumi.Output.secret(arguments["api_key"])
+if "static_backends" in arguments:  # JSON carries them as lists
+    arguments["static_backends"] = [StaticBackend(tuple(names), url) for names, url in arguments["static_backends"]]
+if "interceptor" in arguments:
+    namespace, labels, port, engines = arguments["interceptor"]
+    arguments["interceptor"] = Interceptor(namespace, labels, port, tuple(engines))
 provider = k8s.Provider("k8s")
 router = ModelRouter("aim-router", ModelRouterArgs(**arguments), opts=pulumi.ResourceOptions(provider=provider))
 pulumi.export("provider_id", provider.id)
@@ -158,6 +164,41 @@ def test_one_replica_without_monitoring_declares_no_budget_and_no_metrics_policy
     args = declared(result, "Deployment", NAMES.workload)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--routing-logic") + 1] == "roundrobin" and "--session-key" not in args
     assert declared(result, "Service", NAMES.workload)["spec"]["type"] == "NodePort"
+
+
+def test_a_static_router_declares_no_role_and_reaches_the_interceptor(tmp_path: Path) -> None:
+    backends: list[tuple[list[str], str]] = [
+        (["meta-llama/Llama-3.3-70B-Instruct"], "http://chat.aim.svc:8000"),
+        (["Qwen/Qwen3-8B"], "http://small-wake.aim.svc:8080"),
+    ]
+    labels = {"app.kubernetes.io/component": "interceptor", "app.kubernetes.io/name": "http-add-on"}
+    result = planned(tmp_path, static_backends=backends, interceptor=["keda", labels, 8080, ["small"]])
+    kinds = sorted(m["kind"] for m in kubernetes_objects(result))
+    assert kinds == sorted(
+        ["ServiceAccount", "Secret", "ConfigMap", "Deployment", *["Service"] * 2, *["NetworkPolicy"] * 4]
+    )
+    assert result.outputs["policies"] == ["api", "egress", "from-interceptor", "to-engines"]
+    for each in kubernetes_objects(result):
+        validate(each)
+    template = declared(result, "Deployment", NAMES.workload)["spec"]["template"]
+    static = [StaticBackend(tuple(names), url) for names, url in backends]
+    expected = objects.pod_template(
+        NAMES,
+        objects.router_labels(NAMES.instance),
+        image=objects.DEFAULT_ROUTER_IMAGE,
+        proxy_image=api_proxy.DEFAULT_PROXY_IMAGE,
+        proxy_config=objects.proxy_config(),
+        logic="roundrobin",
+        session_key=None,
+        backends=static,
+    )
+    assert template == expected
+    deployment = result.named(DEPLOYMENT, f"{NAMES.instance}-deployment")
+    waits_for = {result.by_urn(urn).name for urn in deployment.dependencies}  # type: ignore[union-attr]
+    assert {f"{NAMES.instance}-sa", NAMES.secret, NAMES.proxy_config} <= waits_for
+    assert not any("role" in name for name in waits_for)
+    with pytest.raises(AimError, match="is not one the router accepts"):
+        run_router(tmp_path, static_backends=[[["m"], "http://chat:8000"]])
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime
 import re
 import socket
+import string
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ from aim_infra.stack.components import api_proxy
 from aim_infra.stack.manifests import engine as engine_objects
 from aim_infra.stack.manifests import network_policy
 from aim_infra.stack.manifests import router as objects
-from aim_infra.stack.manifests.addon_pins import ROUTER_PIN
-from aim_infra.stack.manifests.router import RouterNames
+from aim_infra.stack.manifests.addon_pins import KEDA_HTTP_ADDON, ROUTER_PIN
+from aim_infra.stack.manifests.addon_values import http_addon_interceptor_labels
+from aim_infra.stack.manifests.autoscaling import HTTP_ADDON_INTERCEPTOR_PORT, wake_url
+from aim_infra.stack.manifests.router import Interceptor, RouterNames, StaticBackend
 from policy.aim_policies import image_problem
 from tests.stack.components.test_engine_builders import validate
 from tests.stack.test_closed_by_default import FakeVllm, free_port, nginx_binary, nginx_serving
@@ -132,6 +136,47 @@ def routed(logic: str = "roundrobin", session_key: str | None = None) -> dict[st
     return parse(objects.router_args(NAMES.namespace, logic=logic, session_key=session_key))
 
 
+#: Three models in static discovery: a warm one at its engine Service, a scale-to-zero one with two LoRA adapters at
+#: its wake hostname (the interceptor), and another warm one.
+BACKENDS = [
+    StaticBackend(("meta-llama/Llama-3.3-70B-Instruct",), objects.service_url("chat", NAMES.namespace)),
+    StaticBackend(("Qwen/Qwen3-8B", "sql", "support"), wake_url(NAMES.namespace, "small")),
+    StaticBackend(("Qwen/Qwen3-30B-A3B",), objects.service_url("mid", NAMES.namespace)),
+]
+INTERCEPTOR = Interceptor(
+    namespace=KEDA_HTTP_ADDON.namespace,
+    pod_labels=http_addon_interceptor_labels(KEDA_HTTP_ADDON.release_name),
+    port=HTTP_ADDON_INTERCEPTOR_PORT,
+    engines=("small",),
+)
+
+
+def router_keeps(url: str) -> bool:
+    """Whether the pinned router keeps a backend URL, written from utils.validate_url at vllm-stack-0.1.12 (a URL it
+    rejects is dropped with a warning, which unpairs its two lists): http or https, then a hostname of dotted labels
+    (letters, digits, '-', '_') whose last label is two or more letters, or `localhost`, or a dotted IPv4 address,
+    then an optional numeric port and an optional path."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "," in url:
+        return False
+    host, _, port = parts.netloc.partition(":")
+    if port and not port.isdigit():
+        return False
+    labels = host.split(".")
+    if host == "localhost" or (len(labels) == 4 and all(label.isdigit() and len(label) <= 3 for label in labels)):
+        return True
+    label_chars = set(string.ascii_letters + string.digits + "-_")
+    named = len(labels) >= 2 and all(label and set(label) <= label_chars for label in labels)
+    return named and labels[-1].isascii() and labels[-1].isalpha() and len(labels[-1]) >= 2
+
+
+def static_pairs(options: dict[str, str | None]) -> list[tuple[str, str]]:
+    """The (served name, URL) pairs the router builds from its two lists (it zips them, one entry per name)."""
+    backends, models = str(options["--static-backends"]).split(","), str(options["--static-models"]).split(",")
+    assert len(backends) == len(models), "the two lists pair up entry by entry"
+    return list(zip(models, backends, strict=True))
+
+
 def deployment_for(replicas: int = 1, **overrides: Any) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "image": objects.DEFAULT_ROUTER_IMAGE,
@@ -178,6 +223,53 @@ def test_the_router_discovers_every_models_engine_pods_by_pod_ip() -> None:
         assert engine_objects.selector_labels(instance)[key] == value
     assert objects.selector_labels(NAMES.instance)[key] != value
     assert value != contract.DOWNLOAD_APP_NAME
+
+
+def test_static_discovery_pairs_every_served_name_with_its_models_url() -> None:
+    options = parse(objects.router_args(NAMES.namespace, logic="roundrobin", session_key=None, backends=BACKENDS))
+    assert options["--service-discovery"] == "static"
+    assert static_pairs(options) == [
+        ("meta-llama/Llama-3.3-70B-Instruct", "http://chat.aim.svc:8000"),
+        ("Qwen/Qwen3-8B", "http://small-wake.aim.svc:8080"),
+        ("sql", "http://small-wake.aim.svc:8080"),  # each LoRA adapter is its model's URL again
+        ("support", "http://small-wake.aim.svc:8080"),
+        ("Qwen/Qwen3-30B-A3B", "http://mid.aim.svc:8000"),
+    ]
+    assert all(router_keeps(url) for _, url in static_pairs(options))
+    # Nothing of Kubernetes discovery, and no health checks: they send no API key and would wake a model at zero.
+    assert not any(option.startswith(("--k8s-", "--static-backend-health")) for option in options)
+    assert {key: options[key] for key in ("--host", "--port", "--routing-logic", "--log-format")} == {
+        "--host": "127.0.0.1",
+        "--port": str(contract.ROUTER_INTERNAL_PORT),
+        "--routing-logic": "roundrobin",
+        "--log-format": "json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("backends", "names"),
+    [
+        ([], "at least one model"),
+        ([StaticBackend(("a",), "http://chat:8000")], "'http://chat:8000' is not one the router accepts"),
+        ([StaticBackend(("a",), "http://chat.aim.svc:8000,http://x.aim.svc:1")], "is not one the router accepts"),
+        ([StaticBackend((), "http://chat.aim.svc:8000")], "serves no model name"),
+        ([StaticBackend(("a,b",), "http://chat.aim.svc:8000")], "'a,b'"),
+        ([StaticBackend(("a",), "http://c.aim.svc:8000"), StaticBackend(("a",), "http://d.aim.svc:8000")], "twice"),
+    ],
+)
+def test_a_static_list_the_router_would_misread_is_one_line(backends: list[StaticBackend], names: str) -> None:
+    with pytest.raises(AimError) as raised:
+        objects.router_args(NAMES.namespace, logic="roundrobin", session_key=None, backends=backends)
+    message = str(raised.value)
+    assert names in message and "\n" not in message
+
+
+def test_the_url_check_catches_what_the_router_would_drop() -> None:
+    for url in ("http://chat.aim.svc:8000", "https://a.example.com", "http://localhost:8000", "http://10.0.0.1:80"):
+        assert router_keeps(url), url
+    for url in ("http://chat:8000", "ftp://chat.aim.svc", "http://chat.aim.svc:http", "http://chat.aim.s1", "x"):
+        assert not router_keeps(url), url
+    assert not objects.BACKEND_URL.fullmatch("http://chat:8000")
 
 
 def test_session_routing_passes_its_header() -> None:
@@ -262,6 +354,24 @@ def test_only_the_router_container_holds_the_token() -> None:
     [volume] = [v for v in spec["volumes"] if v["name"] == objects.TOKEN_VOLUME]
     paths = [next(iter(s.values())) for s in volume["projected"]["sources"]]
     assert paths[0]["path"] == "token" and paths[1]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
+
+def test_a_static_router_holds_no_token_and_no_key() -> None:
+    """Static discovery reads nothing from the API server and calls no engine on its own: the router container gets
+    neither the service account token nor the API key (clients' own Authorization headers travel on)."""
+    spec = pod_spec(backends=BACKENDS)  # validated with kubernetes-validate --strict
+    router = container(spec, contract.ROUTER_CONTAINER)
+    assert router["args"] == objects.router_args(
+        NAMES.namespace, logic="roundrobin", session_key=None, backends=BACKENDS
+    )
+    assert objects.TOKEN_VOLUME not in {v["name"] for v in spec["volumes"]}
+    assert all(m["name"] != objects.TOKEN_VOLUME for c in spec["containers"] for m in c["volumeMounts"])
+    assert spec["automountServiceAccountToken"] is False
+    assert "VLLM_API_KEY" not in {e["name"] for e in router["env"]}
+    # The proxy's key check is the same as with Kubernetes discovery.
+    discovering = pod_spec()
+    assert container(spec, api_proxy.PROXY_CONTAINER) == container(discovering, api_proxy.PROXY_CONTAINER)
+    assert "VLLM_API_KEY" in {e["name"] for e in container(discovering, contract.ROUTER_CONTAINER)["env"]}
 
 
 # -------------------------------------------------------------------------------------------------- the pod
@@ -402,7 +512,7 @@ def test_the_services_expose_the_proxy_ports() -> None:
 
 @pytest.mark.parametrize(("monitoring", "api_server"), [("monitoring", ["192.168.1.10/32"]), (None, [])])
 def test_the_policies_admit_what_the_router_needs_and_no_more(monitoring: str | None, api_server: list[str]) -> None:
-    allow = {"allowed_cidrs": ["10.20.0.0/16"], "allowed_namespaces": ["gateway"]}
+    allow: dict[str, Any] = {"allowed_cidrs": ["10.20.0.0/16"], "allowed_namespaces": ["gateway"]}
     specs = objects.policy_specs(NAMES, monitoring_namespace=monitoring, api_server_cidrs=api_server, **allow)
     assert set(specs) == {"api", "egress", "to-engines"} | ({"metrics"} if monitoring else set())
     router = {"matchLabels": objects.selector_labels(NAMES.instance)}
@@ -435,6 +545,52 @@ def test_the_policies_admit_what_the_router_needs_and_no_more(monitoring: str | 
     assert inbound["ingress"] == [
         {"from": [{"podSelector": router}], "ports": [{"protocol": "TCP", "port": contract.API_PORT}]}
     ]
+
+
+def test_a_static_router_reaches_the_interceptor_and_not_the_api_server() -> None:
+    specs = objects.policy_specs(
+        NAMES,
+        allowed_cidrs=["10.20.0.0/16"],
+        allowed_namespaces=[],
+        monitoring_namespace="monitoring",
+        api_server_cidrs=["192.168.1.10/32"],
+        discovers=False,
+        interceptor=INTERCEPTOR,
+    )
+    assert set(specs) == {"api", "egress", "to-engines", "from-interceptor", "metrics"}
+    for suffix, spec in specs.items():
+        validate(network_policy.network_policy(f"{NAMES.instance}-{suffix}", NAMES.namespace, spec))
+    interceptor = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+        "podSelector": {"matchLabels": http_addon_interceptor_labels("keda-add-ons-http")},
+    }
+    to_engines, to_interceptor, to_dns = specs["egress"]["egress"]
+    assert to_engines["ports"] == [{"protocol": "TCP", "port": contract.API_PORT}]
+    assert to_interceptor == {"to": [interceptor], "ports": [{"protocol": "TCP", "port": 8080}]}
+    assert {p["port"] for p in to_dns["ports"]} == {53}
+    # The API server is not reachable: nothing in the egress names its ports.
+    assert not {443, 6443} & {p["port"] for rule in specs["egress"]["egress"] for p in rule["ports"]}
+    # Only the scale-to-zero models' engines admit the interceptor, on their API port.
+    inbound = specs["from-interceptor"]
+    assert inbound["podSelector"] == {
+        "matchLabels": objects.engine_selector(),
+        "matchExpressions": [{"key": contract.INSTANCE_LABEL, "operator": "In", "values": ["small"]}],
+    }
+    assert inbound["ingress"] == [{"from": [interceptor], "ports": [{"protocol": "TCP", "port": contract.API_PORT}]}]
+    # Everything else is as with Kubernetes discovery.
+    discovering = objects.policy_specs(
+        NAMES,
+        allowed_cidrs=["10.20.0.0/16"],
+        allowed_namespaces=[],
+        monitoring_namespace="monitoring",
+        api_server_cidrs=["192.168.1.10/32"],
+    )
+    assert {key: specs[key] for key in ("api", "to-engines", "metrics")} == {
+        key: discovering[key] for key in ("api", "to-engines", "metrics")
+    }
+    assert discovering["egress"]["egress"][0] == to_engines
+    with pytest.raises(AimError, match="forwards to no engine"):
+        objects.engines_from_interceptor(Interceptor("keda", {}, 8080))
 
 
 # -------------------------------------------------------------------------------------------- the proxy, run
