@@ -28,7 +28,7 @@ from aim_infra.stack.components.ownership_gate import OwnershipGate, OwnershipGa
 from aim_infra.stack.components.registry import LocalRegistry, LocalRegistryArgs
 from aim_infra.stack.components.smoke_test import SmokeTest, SmokeTestArgs
 from aim_infra.stack.decide import ROUTER_NAME, alert_thresholds, decide, decide_models, replica_count
-from aim_infra.stack.multi_model import autoscales, declare_models, model_exports
+from aim_infra.stack.multi_model import autoscales, declare_models, model_exports, served_names
 from aim_infra.stack.outputs import (
     decision_log_lines,
     endpoint_url,
@@ -165,7 +165,7 @@ if s.multi_model:
         router_verification_commands(
             namespace=s.namespace,
             router=ROUTER_NAME,
-            models={m.spec.name: m.spec.model for m in served.models},
+            models=served_names(served),
             autoscaled=any(autoscales(m.spec, m.plan) for m in served.models),
             service_type=s.service_type,
             node_port=s.node_port,

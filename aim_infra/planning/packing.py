@@ -158,6 +158,8 @@ class JointPlan:
     free: dict[str, int]  # per node, once the reserved scale-up replicas are counted too
     search_steps: int
     search_cut: bool  # the search hit MAX_SEARCH_STEPS: the plan is the best found, not proven the best
+    #: Lines about what was added to the models' decisions after packing (their LoRA adapters), shown with the notes.
+    added_notes: tuple[str, ...] = ()
 
     def model(self, name: str) -> ModelPlan:
         found = next((m for m in self.models if m.name == name), None)
@@ -197,7 +199,7 @@ class JointPlan:
                     f"{m.name} can scale to {m.max_replicas} of the {m.wanted_max} replicas asked: the nodes have no "
                     f"room for more {m.gpus_per_replica}-GPU replicas"
                 )
-        return notes
+        return [*notes, *self.added_notes]
 
     def free_text(self) -> str:
         """e.g. `node-a 0 free, node-b 3 free (MI300X)`: what no model uses or reserves."""

@@ -13,6 +13,9 @@ Environment (all optional; a check whose variables are unset is skipped and the 
 - `AIM_MODEL_DIR`: the model directory vLLM serves: config.json, every shard model.safetensors.index.json names (or
   at least one *.safetensors without an index) and the marker of a finished `aim_infra.pod.download`. `AIM_MODEL` and
   `AIM_MODEL_REVISION` additionally require the marker to be for that model and revision.
+- `AIM_LORA_MODULES`: the LoRA adapters vLLM loads at start (`--lora-modules`), a JSON list of
+  `{"name", "path", "model", "revision"}`: each path holds adapter_config.json, its *.safetensors weights and the
+  marker of a finished download of that adapter and revision.
 
 Exit 0 with one summary line on stdout; exit 1 with one line on stderr starting `aim preflight:` that names what the
 recipe expects and what was found, so `kubectl logs` explains a pod that did not start.
@@ -224,6 +227,47 @@ def check_model(env: Mapping[str, str]) -> str:
     )
 
 
+#: What an AIM_LORA_MODULES entry carries (the stack writes it, stack/decide.py).
+_ADAPTER_KEYS = ("name", "path", "model", "revision")
+
+
+def _adapter_entries(raw: str) -> list[dict[str, str]]:
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise PreflightFailure(f"AIM_LORA_MODULES is not JSON ({error}): the stack writes it; redeploy") from None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and {"name", "path", "model"} <= set(e) and set(e) <= set(_ADAPTER_KEYS) for e in entries
+    ):
+        raise PreflightFailure(
+            "AIM_LORA_MODULES is not a list of {name, path, model, revision}: the stack writes it; redeploy"
+        )
+    return [{key: str(value) for key, value in e.items() if value is not None} for e in entries]
+
+
+def check_adapters(env: Mapping[str, str]) -> str:
+    """Every LoRA adapter vLLM will load is complete on the volume: the summary, or a failure naming the adapter."""
+    raw = env.get("AIM_LORA_MODULES", "").strip()
+    if not raw:
+        return ""  # a model without adapters: the summary does not mention them
+    entries = _adapter_entries(raw)
+    for entry in entries:
+        name, directory = entry["name"], Path(entry["path"])
+        where = f"LoRA adapter {name} ({entry['model']}) in {directory}"
+        if not directory.is_dir():
+            raise PreflightFailure(f"{where}: the directory does not exist: the adapter download has not run")
+        if not (directory / "adapter_config.json").is_file():
+            raise PreflightFailure(f"{where} has no adapter_config.json: the adapter download is incomplete")
+        if not any(directory.glob("*.safetensors")):
+            raise PreflightFailure(f"{where} has no *.safetensors weights: the adapter download is incomplete")
+        try:
+            verify_download(directory, entry["model"], entry.get("revision") or None)
+        except IncompleteDownload as error:
+            raise PreflightFailure(f"{where}: {error}") from None
+    names = ", ".join(entry["name"] for entry in entries)
+    return f"{len(entries)} LoRA adapter{'s' if len(entries) > 1 else ''} complete ({names})"
+
+
 def _index_shards(index: Path) -> set[str]:
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
@@ -242,7 +286,7 @@ def _index_shards(index: Path) -> set[str]:
 def run(env: Mapping[str, str]) -> str:
     """Every check in turn; the one-line summary, or PreflightFailure at the first mismatch."""
     require_packages()
-    return "; ".join((check_gpus(env), check_model(env)))
+    return "; ".join(part for part in (check_gpus(env), check_model(env), check_adapters(env)) if part)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,11 +7,16 @@ from dataclasses import replace
 from aim_infra.common.errors import AimError
 from aim_infra.planning.detect import NodeGpus, choose_gpu
 from aim_infra.planning.hardware import GpuSpec, load_gpus
+from aim_infra.planning.lora import LoraAdapter
 from aim_infra.planning.monitoring.rules import AlertThresholds, default_thresholds
 from aim_infra.planning.packing import JointPlan, ModelPlan, ModelRequest, NodeInventory, plan_models
 from aim_infra.planning.revision import is_commit
 from aim_infra.planning.selection import Decision, Selector
+from aim_infra.stack.adapters import check_adapter_args, read_adapters, serve_adapters
 from aim_infra.stack.cluster import discover_gpus, discover_host_gpus
+from aim_infra.stack.components.api_proxy import STREAM_TIMEOUT_SECONDS
+from aim_infra.stack.manifests.autoscaling import cold_start_seconds, wake_service_name
+from aim_infra.stack.manifests.sizing import startup_budget_seconds
 from aim_infra.stack.model_sources import resolve_model
 from aim_infra.stack.settings import ModelSpec, Settings, quantity_bytes
 
@@ -114,6 +119,8 @@ def decide_models(settings: Settings, kube_context: str | None) -> tuple[JointPl
     A model whose SLO the plan cannot meet stops here as one line, as the single-model selector stops."""
     for spec in settings.models:
         check_servable(settings, spec)
+    # Adapters are read (and refused) before the nodes are asked: a typo in an adapter id costs no cluster call.
+    adapters = {spec.name: read_adapters(spec) for spec in settings.models}
     nodes, detected = target_nodes(settings, kube_context)
     requests = [model_request(spec) for spec in settings.models]
     selector = Selector()
@@ -128,7 +135,20 @@ def decide_models(settings: Settings, kube_context: str | None) -> tuple[JointPl
         check_remote_code(spec, planned.decision)
         check_cache_size(settings, planned.decision)
         check_model_cache_nodes(settings, planned)
-    return plan, detected
+        check_cold_start(spec, planned)
+    return _with_adapters(plan, settings, adapters), detected
+
+
+def _with_adapters(plan: JointPlan, settings: Settings, adapters: dict[str, list[LoraAdapter]]) -> JointPlan:
+    """Each model's chosen recipe with its LoRA adapters loaded (vLLM flags, environment), and the lines the preview
+    shows about them. After packing: adapters change neither the GPUs a replica takes nor where it runs."""
+    models: list[ModelPlan] = []
+    notes: list[str] = []
+    for spec, planned in zip(settings.models, plan.models, strict=True):
+        decision, lines = serve_adapters(spec, planned.decision, adapters[spec.name])
+        models.append(replace(planned, decision=decision))
+        notes += lines
+    return replace(plan, models=tuple(models), added_notes=(*plan.added_notes, *notes))
 
 
 def check_model_cache_nodes(settings: Settings, planned: ModelPlan) -> None:
@@ -150,22 +170,33 @@ def check_model_cache_nodes(settings: Settings, planned: ModelPlan) -> None:
         )
 
 
+def check_cold_start(spec: ModelSpec, planned: ModelPlan) -> None:
+    """A scale-to-zero model's first request after an idle spell must get its answer started within what the router's
+    proxy waits for one (its read timeout): past that the client gets the proxy's 504 while the model still starts."""
+    if not spec.scale_to_zero:
+        return
+    wait = cold_start_seconds(startup_budget_seconds(planned.decision))
+    if wait > STREAM_TIMEOUT_SECONDS:
+        raise AimError(
+            f"aim:models: {spec.name}.scaleToZero: true is not allowed: a cold start of {planned.decision.recipe.id} "
+            f"takes up to {wait} s, longer than the {STREAM_TIMEOUT_SECONDS} s the router's proxy waits for an answer "
+            "to start; keep one replica (replicas.min 1, scaleToZero false) or serve a smaller checkpoint (loading "
+            "takes time in proportion to its size)"
+        )
+
+
 def check_servable(settings: Settings, spec: ModelSpec) -> None:
     """What the program cannot serve yet, or not without another setting, as one line before anything is planned."""
     where = f"aim:models: {spec.name}"
     if spec.name == ROUTER_NAME:
         raise AimError(f"{where}: the name is the router's (its objects are named {ROUTER_NAME}); choose another name")
-    if spec.scale_to_zero:
-        # The router answers 503 while a model has no replica; holding the request until one is up needs the KEDA
-        # HTTP add-on's interceptor in front of the model, which the stack does not install yet.
+    if spec.scale_to_zero and wake_service_name(spec.name) in {other.name for other in settings.models}:
+        # The model's wake Service (the interceptor's hostname for it) would take the other model's Service name.
         raise AimError(
-            f"{where}.scaleToZero: true is not supported yet: a request arriving while the model is at zero replicas "
-            "would fail instead of waiting for it to start; set replicas {min: 1, max: N} and scaleToZero false"
+            f"{where}.scaleToZero: the model's wake Service {wake_service_name(spec.name)} has another model's name; "
+            "rename one of them"
         )
-    if spec.lora_modules:
-        raise AimError(
-            f"{where}.loraModules: LoRA adapters are not served yet; remove loraModules (or serve a merged model)"
-        )
+    check_adapter_args(spec)
     if settings.benchmark:
         raise AimError("aim:benchmark: true is not supported with aim:models yet (it measures one model); set it false")
     if spec.autoscaled and not settings.monitoring:

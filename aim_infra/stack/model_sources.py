@@ -19,6 +19,7 @@ from aim_infra.planning.model_profile import ModelCatalogue, ModelProfile, load_
 __all__ = [
     "WeightTotals",
     "estimate_parameters",
+    "fetch_adapter_config",
     "fetch_hub_profile",
     "profile_from_config",
     "read_local_model",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 
@@ -198,10 +200,13 @@ class _Asked:
     endpoint: str
     offline: bool
     local: bool
+    #: The file asked for: config.json of a model, adapter_config.json of a LoRA adapter.
+    file: str = CONFIG_FILE
 
     @property
     def model(self) -> str:
-        return f"model {self.model_id!r}"
+        kind = "LoRA adapter" if self.file == ADAPTER_CONFIG_FILE else "model"
+        return f"{kind} {self.model_id!r}"
 
     @property
     def repo_url(self) -> str:
@@ -209,6 +214,8 @@ class _Asked:
 
     @property
     def local_hint(self) -> str:
+        if self.file == ADAPTER_CONFIG_FILE:
+            return "or remove the adapter from loraModules"
         return (
             "or pass a local model directory"
             if self.local
@@ -221,11 +228,17 @@ class _Asked:
 
 
 def _hub_error(
-    error: BaseException, model_id: str, revision: str | None, endpoint: str, offline: bool, local: bool = True
+    error: BaseException,
+    model_id: str,
+    revision: str | None,
+    endpoint: str,
+    offline: bool,
+    local: bool = True,
+    file: str = CONFIG_FILE,
 ) -> AimError:
     """One actionable line for whatever huggingface_hub raised. `local`: the caller accepts a local model directory
     (the CLI does; aim:model takes Hub ids only, so the stack's lines never suggest one)."""
-    asked = _Asked(model_id, revision, endpoint, offline, local)
+    asked = _Asked(model_id, revision, endpoint, offline, local, file)
     found = _repo_error(error, asked)
     if found is not None:
         return found
@@ -239,7 +252,7 @@ def _hub_error(
             "set HF_HOME to a writable folder"
         )
     return AimError(
-        f"{asked.model}: fetching config.json from {endpoint} failed ({type(error).__name__}: "
+        f"{asked.model}: fetching {asked.file} from {endpoint} failed ({type(error).__name__}: "
         f"{first_line(error)}); {asked.local_hint}"
     )
 
@@ -275,6 +288,11 @@ def _repo_error(error: BaseException, asked: _Asked) -> AimError | None:
     if isinstance(error, RepositoryNotFoundError):
         private = "" if asked.has_token else " (a private repo also needs HF_TOKEN)"
         return AimError(f"{model} not found on {endpoint}: check the model id{private} {local_hint}")
+    if isinstance(error, RemoteEntryNotFoundError) and asked.file == ADAPTER_CONFIG_FILE:
+        return AimError(
+            f"{model} has no {asked.file} on {endpoint} (revision {asked.revision or 'main'}): it is not a PEFT "
+            "LoRA adapter; give the adapter's repository, not its base model's"
+        )
     if isinstance(error, RemoteEntryNotFoundError):
         return AimError(
             f"{model} has no config.json on {endpoint} (revision {asked.revision or 'main'}): it is not a "
@@ -286,6 +304,12 @@ def _repo_error(error: BaseException, asked: _Asked) -> AimError | None:
             "('org/name'): check the spelling or the path"
         )
     if asked.offline and isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        if asked.file == ADAPTER_CONFIG_FILE:
+            return AimError(
+                f"{model}: its {asked.file} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids "
+                "fetching it (its rank and base model are read at preview): unset HF_HUB_OFFLINE, "
+                "or fetch it once with `hf download <adapter> adapter_config.json`"
+            )
         return AimError(
             f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
             f"{'pass a local model directory, ' if asked.local else ''}use a bundled model, or unset HF_HUB_OFFLINE"
@@ -306,7 +330,7 @@ def _transport_error(cause: BaseException, asked: _Asked) -> AimError | None:
             return AimError(f"{model}: {endpoint} refused the request (HTTP 401 unauthorised): {fix}")
         if status >= 500:
             return AimError(
-                f"{model}: the Hub at {endpoint} answered HTTP {status} and config.json is not cached: "
+                f"{model}: the Hub at {endpoint} answered HTTP {status} and {asked.file} is not cached: "
                 f"retry later, {local_hint}"
             )
         return AimError(
@@ -320,7 +344,7 @@ def _transport_error(cause: BaseException, asked: _Asked) -> AimError | None:
         )
     if isinstance(cause, (httpx2.TransportError, httpx2.InvalidURL, OfflineModeIsEnabled, ConnectionError)):
         return AimError(
-            f"{model}: cannot reach the Hugging Face Hub at {endpoint} ({first_line(cause)}) and config.json is "
+            f"{model}: cannot reach the Hugging Face Hub at {endpoint} ({first_line(cause)}) and {asked.file} is "
             f"not cached: check the network, the proxy and HF_ENDPOINT, {local_hint}"
         )
     if isinstance(cause, FileMetadataError):
@@ -416,6 +440,30 @@ def fetch_hub_profile(model_id: str, revision: str | None = None, *, local: bool
             gated = False  # best effort: the licence flag only decides whether deployments need HF_TOKEN
     provenance = f"Hugging Face Hub {shown}/{model_id} (revision {revision or 'main'}, commit {commit}): {note}"
     return profile_from_config(config, weights, model_id=model_id, provenance=provenance, gated=gated)
+
+
+def fetch_adapter_config(adapter_id: str, revision: str | None = None) -> tuple[Any, str]:
+    """A LoRA adapter's adapter_config.json from the Hub (or the local Hub cache when HF_HUB_OFFLINE is set): the
+    parsed JSON, unchecked (planning.lora reads it), and the commit it came from. Every failure is one line."""
+    from huggingface_hub import constants, hf_hub_download
+
+    endpoint_env = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/")
+    shown = endpoint_env or constants.ENDPOINT
+    offline = hub_offline()
+    try:
+        path = hf_hub_download(
+            adapter_id,
+            ADAPTER_CONFIG_FILE,
+            revision=revision,
+            endpoint=endpoint_env or None,
+            local_files_only=offline,
+        )
+    except Exception as error:  # every failure of the client becomes one line naming the adapter and the fix
+        raise _hub_error(error, adapter_id, revision, shown, offline, local=False, file=ADAPTER_CONFIG_FILE) from None
+    config_file = Path(str(path))
+    return _read_json(config_file, ADAPTER_CONFIG_FILE, "delete it from the Hugging Face cache and retry"), (
+        config_file.parent.name
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------

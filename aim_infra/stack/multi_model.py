@@ -1,5 +1,7 @@
 """Several models behind one endpoint (aim:models): every model's engine, gate, policies, monitoring, autoscaling and
-smoke test from the joint plan, and one router in front of them all.
+smoke test from the joint plan, and one router in front of them all. A model that scales to zero is reached through
+the KEDA HTTP add-on's interceptor (its wake Service and InterceptorRoute), and the router then lists every model
+statically (manifests/router.py says why).
 
 __main__.py declares the objects every stack shares (cluster, ownership gate, add-ons, image, admission policy) and
 hands over here when aim:models is set; the single-model program does not pass through this module.
@@ -7,7 +9,7 @@ hands over here when aim:models is set; the single-model program does not pass t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -29,18 +31,35 @@ from aim_infra.stack.components.network_policy import EngineNetworkPolicy, Engin
 from aim_infra.stack.components.router import ModelRouter, ModelRouterArgs
 from aim_infra.stack.components.smoke_test import SmokeTest, SmokeTestArgs
 from aim_infra.stack.decide import ROUTER_NAME, alert_thresholds
-from aim_infra.stack.manifests.autoscaling import prometheus_address, scaled_object, target_concurrency
+from aim_infra.stack.manifests.addon_pins import KEDA_HTTP_ADDON
+from aim_infra.stack.manifests.addon_values import http_addon_interceptor_labels
+from aim_infra.stack.manifests.autoscaling import (
+    HTTP_ADDON_INTERCEPTOR_PORT,
+    WAKE_PATH_PREFIX,
+    http_scaler_address,
+    interceptor_route,
+    prometheus_address,
+    scaled_object,
+    target_concurrency,
+    wake_host,
+    wake_labels,
+    wake_service,
+    wake_url,
+)
+from aim_infra.stack.manifests.router import Interceptor, StaticBackend, service_url
 from aim_infra.stack.settings import ModelSpec, StackConfig
 
 
 @dataclass
 class ServedModel:
-    """One model as declared: its entry, its plan and its engine (and its ScaledObject when it autoscales)."""
+    """One model as declared: its entry, its plan and its engine (and its ScaledObject when it autoscales; its wake
+    Service and InterceptorRoute when it scales to zero)."""
 
     spec: ModelSpec
     plan: ModelPlan
     engine: AimEngine
     scaled_object: KubernetesObject | None
+    wake: list[KubernetesObject] = field(default_factory=list)
 
 
 @dataclass
@@ -89,10 +108,12 @@ def declare_models(
     served: list[ServedModel] = []
     for spec, planned in zip(stack.settings.models, plan.models, strict=True):
         served.append(_declare_model(shared, spec, planned, served[0].engine if served else None))
-    router = _declare_router(shared, served[0].engine)
+    router = _declare_router(shared, served[0].engine, served)
     if stack.settings.smoke_test:
         for model in served:
-            _smoke_test(shared, model, router)
+            # The model itself, then each of its LoRA adapters by name: the router must route every name it serves.
+            for served_name in (model.spec.model, *model.spec.lora_modules):
+                _smoke_test(shared, model, router, served_name)
     return ServedModels(served, router)
 
 
@@ -136,7 +157,8 @@ def _declare_model(shared: _Stack, spec: ModelSpec, planned: ModelPlan, first: A
     )
     if s.monitoring:
         _monitoring(shared, spec, planned, engine, shared_parts=first is None)
-    return ServedModel(spec, planned, engine, _scaled_object(shared.config, spec, planned, engine, addons))
+    wake = _wake(shared, spec, planned, engine) if spec.scale_to_zero else []
+    return ServedModel(spec, planned, engine, _scaled_object(shared.config, spec, planned, engine, addons, wake), wake)
 
 
 def _engine(shared: _Stack, spec: ModelSpec, planned: ModelPlan, first: AimEngine | None, gate: GpuGate) -> AimEngine:
@@ -164,6 +186,7 @@ def _engine(shared: _Stack, spec: ModelSpec, planned: ModelPlan, first: AimEngin
             api_proxy_image=s.api_proxy_image,
             shared_namespace=None if first is None else first.namespace,
             autoscaled=autoscales(spec, planned),
+            lora_modules=spec.lora_modules,
             depends_on=[*addons.ready, gate, *([shared.admission] if shared.admission else [])],
         ),
         opts=shared.kubernetes,
@@ -197,9 +220,11 @@ def _monitoring(
     )
 
 
-def _declare_router(shared: _Stack, key_owner: AimEngine) -> ModelRouter:
-    """The one endpoint: the stack's service type, port and client allow-lists, the models' API key."""
+def _declare_router(shared: _Stack, key_owner: AimEngine, served: list[ServedModel]) -> ModelRouter:
+    """The one endpoint: the stack's service type, port and client allow-lists, the models' API key. When a model
+    scales to zero, static discovery of every model and a way to the interceptor (_static_routes)."""
     s = shared.config.settings
+    backends, interceptor = _static_routes(s.namespace, served)
     return ModelRouter(
         ROUTER_NAME,
         ModelRouterArgs(
@@ -211,38 +236,102 @@ def _declare_router(shared: _Stack, key_owner: AimEngine) -> ModelRouter:
             allowed_cidrs=s.api_allowed_cidrs,
             allowed_namespaces=s.api_allowed_namespaces,
             monitoring_namespace=shared.monitoring_namespace,
+            static_backends=backends,
+            interceptor=interceptor,
             depends_on=[key_owner.namespace],
         ),
         opts=shared.kubernetes,
     )
 
 
-def _smoke_test(shared: _Stack, model: ServedModel, router: ModelRouter) -> SmokeTest:
-    """One chat completion for the model through the router, as clients reach it."""
+def _static_routes(namespace: str, served: list[ServedModel]) -> tuple[list[StaticBackend] | None, Interceptor | None]:
+    """Nothing (Kubernetes discovery, as with no model at zero) unless some model scales to zero. Then every served
+    name with its URL: a warm model's engine Service, a scale-to-zero model's wake hostname (the interceptor); and
+    the interceptor the router reaches and that reaches those models' engines."""
+    cold = [m.spec.name for m in served if m.spec.scale_to_zero]
+    if not cold:
+        return None, None
+    backends = [
+        StaticBackend(
+            names=(m.spec.model, *m.spec.lora_modules),  # vLLM serves the model under its Hub id, adapters by name
+            url=wake_url(namespace, m.spec.name) if m.spec.scale_to_zero else service_url(m.spec.name, namespace),
+        )
+        for m in served
+    ]
+    interceptor = Interceptor(
+        namespace=KEDA_HTTP_ADDON.namespace,
+        pod_labels=http_addon_interceptor_labels(KEDA_HTTP_ADDON.release_name),
+        port=HTTP_ADDON_INTERCEPTOR_PORT,
+        engines=tuple(cold),
+    )
+    return backends, interceptor
+
+
+def _wake(shared: _Stack, spec: ModelSpec, planned: ModelPlan, engine: AimEngine) -> list[KubernetesObject]:
+    """A scale-to-zero model's way in through the HTTP add-on: its wake Service (the hostname the router sends its
+    requests to, a CNAME to the interceptor) and its InterceptorRoute from that hostname's OpenAI API to the model's
+    Service, holding requests up to its cold start and counting them against the model's per-replica target."""
+    s, addons, decision = shared.config.settings, shared.addons, planned.decision
+    labels = wake_labels(spec.name)
+    service = KubernetesObject(
+        f"{spec.name}-wake-service",
+        wake_service(namespace=s.namespace, model=spec.name, addon_namespace=KEDA_HTTP_ADDON.namespace, labels=labels),
+        opts=pulumi.ResourceOptions(parent=engine, depends_on=[engine.namespace]),
+    )
+    route = interceptor_route(
+        namespace=s.namespace,
+        name=spec.name,  # the ScaledObject's trigger names the route by the model's name
+        service=spec.name,  # the engine's API Service (EngineNames.workload)
+        port=API_PORT,
+        hosts=[wake_host(s.namespace, spec.name)],
+        paths=[WAKE_PATH_PREFIX],
+        target=target_concurrency(decision.estimate),
+        startup_budget_seconds=startup_budget_seconds(decision),
+        labels=labels,
+    )
+    # The CRD comes with the add-on's release.
+    after: list[Any] = [addons.releases["keda_http"], engine.namespace, engine.service]
+    declared = KubernetesObject(
+        f"{spec.name}-interceptor-route", route, opts=pulumi.ResourceOptions(parent=engine, depends_on=after)
+    )
+    return [service, declared]
+
+
+def _smoke_test(shared: _Stack, model: ServedModel, router: ModelRouter, served_name: str) -> SmokeTest:
+    """One chat completion for `served_name` (the model's Hub id or one of its LoRA adapters) through the router, as
+    clients reach it."""
     decision = model.plan.decision
+    adapter = "" if served_name == model.spec.model else f"-lora-{served_name}"
     return SmokeTest(
-        f"{model.spec.name}-smoke-test",
+        f"{model.spec.name}-smoke-test{adapter}",
         SmokeTestArgs(
             namespace=shared.config.settings.namespace,
             service=ROUTER_NAME,
             service_port=API_PORT,
-            model_id=model.spec.model,
+            model_id=served_name,
             recipe_id=decision.recipe.id,
             decision_hash=decision_hash(decision, ""),
             image=shared.image,
             api_key_secret=router.api_key_secret_ref,
             kube_context=shared.config.kube_context,
             kubeconfig=shared.kubeconfig,
-            depends_on=[model.engine, router],
+            # A scale-to-zero model is reached through its route: it must exist before the completion is sent.
+            depends_on=[model.engine, *model.wake, router],
         ),
     )
 
 
 def _scaled_object(
-    stack: StackConfig, spec: ModelSpec, planned: ModelPlan, engine: AimEngine, addons: ClusterAddons
+    stack: StackConfig,
+    spec: ModelSpec,
+    planned: ModelPlan,
+    engine: AimEngine,
+    addons: ClusterAddons,
+    wake: list[KubernetesObject],
 ) -> KubernetesObject | None:
     """KEDA's ScaledObject for a model with replica bounds: between its min and the replicas whose GPUs the plan
-    reserved, on the requests one replica sustains within its SLO (the performance model's target)."""
+    reserved, on the requests one replica sustains within its SLO (the performance model's target). A model that
+    scales to zero also has the HTTP add-on's trigger, on its InterceptorRoute (in `wake`)."""
     if not autoscales(spec, planned):
         return None
     s = stack.settings
@@ -260,10 +349,15 @@ def _scaled_object(
         prometheus=prometheus_address(
             addons.monitoring_release_name or "kube-prometheus-stack", addons.monitoring_namespace or "monitoring"
         ),
+        scale_to_zero=spec.scale_to_zero,
+        scaler_address=http_scaler_address(KEDA_HTTP_ADDON.namespace) if spec.scale_to_zero else None,
         labels=engine.labels,
     )
-    # The CRD comes with the KEDA release; the Deployment it scales must exist first.
+    # The CRD comes with the KEDA release; the Deployment it scales must exist first. A scale-to-zero model's trigger
+    # asks the add-on's scaler about its route, so both come first too.
     after: list[Any] = [addons.releases["keda"], engine.deployment]
+    if spec.scale_to_zero:
+        after += [addons.releases["keda_http"], *wake]
     return KubernetesObject(
         f"{spec.name}-scaled-object",
         manifest,
@@ -283,6 +377,18 @@ def model_exports(models: ServedModels) -> dict[str, dict[str, Any]]:
             "maxReplicas": m.plan.max_replicas,
             "autoscaled": autoscales(m.spec, m.plan),
             "placement": list(m.plan.placement),
+            # Each adapter is a `model` clients may ask for, served by this model's engines.
+            "loraAdapters": {name: source.model for name, source in m.spec.lora_modules.items()},
         }
         for m in models.models
     }
+
+
+def served_names(models: ServedModels) -> dict[str, str]:
+    """Every name clients may put in the OpenAI `model` field, keyed by what the verification commands call it:
+    each model's Hub id under its name, each LoRA adapter under `<model>-lora-<adapter>`."""
+    names: dict[str, str] = {}
+    for m in models.models:
+        names[m.spec.name] = m.spec.model
+        names.update({f"{m.spec.name}-lora-{adapter}": adapter for adapter in m.spec.lora_modules})
+    return names

@@ -541,3 +541,71 @@ def test_entrypoint_is_posix_sh_and_shellcheck_clean() -> None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     result = subprocess.run([shellcheck, "--shell=sh", str(ENTRYPOINT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# LoRA adapters (AIM_LORA_MODULES, written by stack/decide.py)
+
+
+def make_adapter(directory: Path, model: str = "org/sql-lora", *, marker: bool = True) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "adapter_config.json").write_text(json.dumps({"r": 16, "lora_alpha": 32, "target_modules": ["q"]}))
+    (directory / "adapter_model.safetensors").write_bytes(b"\x08" + bytes(7) + b"{}      " + bytes(500))
+    if marker:
+        files = local_files(directory)
+        records = {name: record_file(directory, name, file_digest(directory / name, "sha256")) for name in files}
+        write_marker(directory, model, "main", "be" * 20, records)
+    return directory
+
+
+def lora_env(*entries: dict[str, str]) -> str:
+    return json.dumps(list(entries))
+
+
+def test_complete_adapters_pass_and_are_named_in_the_summary(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = make_model(tmp_path / "models" / "tiny")
+    sql = make_adapter(tmp_path / "models" / "sql")
+    chat = make_adapter(tmp_path / "models" / "chat", "org/chat-lora")
+    adapters = lora_env(
+        {"name": "sql", "path": str(sql), "model": "org/sql-lora", "revision": "main"},
+        {"name": "chat-style", "path": str(chat), "model": "org/chat-lora"},
+    )
+    configure(monkeypatch, AIM_MODEL_DIR=model, AIM_LORA_MODULES=adapters)
+    code, out, err = run_in_process(capsys)
+    assert (code, err) == (0, "")
+    assert one_line(out).endswith("; 2 LoRA adapters complete (sql, chat-style)")
+
+
+def test_an_incomplete_or_wrong_adapter_stops_the_pod_naming_it(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = make_model(tmp_path / "m")
+    entry = {"name": "sql", "path": str(tmp_path / "sql"), "model": "org/sql-lora"}
+    where = f"LoRA adapter sql (org/sql-lora) in {tmp_path / 'sql'}"
+    configure(monkeypatch, AIM_MODEL_DIR=model, AIM_LORA_MODULES=lora_env(entry))
+    assert failure(capsys) == f"aim preflight: {where}: the directory does not exist: the adapter download has not run"
+    sql = make_adapter(tmp_path / "sql", marker=False)
+    assert failure(capsys).startswith(f"aim preflight: {where}: {sql} has no {MARKER_NAME}")
+    make_adapter(sql, "org/other-lora")
+    assert failure(capsys) == (
+        f"aim preflight: {where}: {sql} holds org/other-lora, not org/sql-lora: download org/sql-lora into an "
+        "empty directory"
+    )
+    make_adapter(sql)
+    (sql / "adapter_model.safetensors").unlink()
+    assert failure(capsys) == f"aim preflight: {where} has no *.safetensors weights: the adapter download is incomplete"
+    (sql / "adapter_config.json").unlink()
+    assert failure(capsys) == f"aim preflight: {where} has no adapter_config.json: the adapter download is incomplete"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["{not json", '{"name": "sql"}', '[{"name": "sql"}]', '[{"name": "a", "path": "/x", "model": "o/a", "extra": 1}]'],
+)
+def test_a_malformed_adapter_list_is_one_line(
+    raw: str, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(monkeypatch, AIM_MODEL_DIR=make_model(tmp_path / "m"), AIM_LORA_MODULES=raw)
+    assert failure(capsys).startswith("aim preflight: AIM_LORA_MODULES is not ")

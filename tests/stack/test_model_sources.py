@@ -17,6 +17,7 @@ from aim_infra.planning.model_profile import ModelCatalogue, ModelProfile, load_
 from aim_infra.stack.model_sources import (
     WeightTotals,
     estimate_parameters,
+    fetch_adapter_config,
     fetch_hub_profile,
     profile_from_config,
     read_local_model,
@@ -898,3 +899,59 @@ def test_non_numeric_layer_lists_are_one_line() -> None:
     with pytest.raises(AimError) as error:
         profile(with_(QWEN3_30B_A3B, mlp_only_layers=["x"]))
     one_line(error, "config.json 'mlp_only_layers' must be a list of layer numbers")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# LoRA adapters: adapter_config.json through the real huggingface_hub client
+
+ADAPTER = {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"], "base_model_name_or_path": "org/tiny"}
+
+
+def test_adapter_config_comes_from_the_hub_with_its_commit(fake_hub: FakeHub) -> None:
+    repo = fake_hub.add_repo("org/sql-lora", {"adapter_config.json": ADAPTER, "adapter_model.safetensors": b"x" * 64})
+    config, commit = fetch_adapter_config("org/sql-lora")
+    assert config == ADAPTER and commit == repo.commit
+    # Only the config is fetched at preview, never the weights: the download Job fetches those.
+    assert not [r for r in fake_hub.requests if r.path.endswith(".safetensors")]
+
+
+def test_adapter_config_is_read_from_the_cache_when_offline(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    fake_hub.add_repo("org/sql-lora", {"adapter_config.json": ADAPTER})
+    fetch_adapter_config("org/sql-lora")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    before = len(fake_hub.requests)
+    assert fetch_adapter_config("org/sql-lora")[0] == ADAPTER
+    assert len(fake_hub.requests) == before
+
+
+def test_adapter_errors_are_one_line_naming_the_adapter(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    sharded_repo(fake_hub, "org/base-model")
+    with pytest.raises(AimError) as base:
+        fetch_adapter_config("org/base-model")
+    assert str(base.value) == (
+        f"LoRA adapter 'org/base-model' has no adapter_config.json on {fake_hub.url} (revision main): it is not a "
+        "PEFT LoRA adapter; give the adapter's repository, not its base model's"
+    )
+    with pytest.raises(AimError) as missing:
+        fetch_adapter_config("org/no-such-lora")
+    assert str(missing.value) == (
+        f"LoRA adapter 'org/no-such-lora' not found on {fake_hub.url}: check the model id (a private repo also "
+        "needs HF_TOKEN) or remove the adapter from loraModules"
+    )
+    fake_hub.add_repo("org/gated-lora", {"adapter_config.json": ADAPTER}, mode="gated")
+    with pytest.raises(AimError, match=r"^LoRA adapter 'org/gated-lora' is a gated repo: accept its licence"):
+        fetch_adapter_config("org/gated-lora")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(AimError) as offline:
+        fetch_adapter_config("org/never-fetched-lora")
+    assert str(offline.value) == (
+        "LoRA adapter 'org/never-fetched-lora': its adapter_config.json is not in the local Hugging Face cache and "
+        "HF_HUB_OFFLINE=1 forbids fetching it (its rank and base model are read at preview): unset HF_HUB_OFFLINE, "
+        "or fetch it once with `hf download <adapter> adapter_config.json`"
+    )

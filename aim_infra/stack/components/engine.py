@@ -6,7 +6,8 @@ only declares them, in dependency order, with their options.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -32,6 +33,7 @@ from aim_infra.stack.manifests.sizing import (
     rollout_timeout_seconds,
     startup_budget_seconds,
 )
+from aim_infra.stack.settings import LoraModule
 
 #: Names other modules read from here: __main__.py (the ports, decision_hash, startup_budget_seconds),
 #: stack/decide.py (cache_quantity) and tests/planning/monitoring/support.py (label_value, startup_budget_seconds).
@@ -75,6 +77,9 @@ class AimEngineArgs:
     #: KEDA scales the Deployment (a ScaledObject targets it): `replicas` is only its first size, and Pulumi leaves
     #: spec.replicas to the autoscaler afterwards instead of resetting it on every `up`.
     autoscaled: bool = False
+    #: LoRA adapters (name → Hub repository) the engine loads at start: each is downloaded into the model's cache
+    #: volume by a Job of its own before the Deployment rolls (the decision already carries their vLLM flags).
+    lora_modules: Mapping[str, LoraModule] = field(default_factory=dict)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -94,6 +99,7 @@ class AimEngine(pulumi.ComponentResource):
     #: The API key (configured or generated), a secret Output: export it only as a secret.
     api_key: pulumi.Output[str]
     model_download: ModelDownload
+    adapter_downloads: list[ModelDownload]
 
     def __init__(self, name: str, args: AimEngineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:AimEngine", name, None, opts)
@@ -134,14 +140,20 @@ class AimEngine(pulumi.ComponentResource):
         )
         self.model_cache = KubernetesObject(names.model_cache, cache, opts=cache_opts)
         # The model download runs as a Job of its own: it is the only pod with egress (the Hub), the engine has none.
-        self.model_download = ModelDownload(
-            names.download, self._download_args(names, args), opts=pulumi.ResourceOptions(parent=self)
-        )
+        download = self._download_args(names, args)
+        self.model_download = ModelDownload(names.download, download, opts=pulumi.ResourceOptions(parent=self))
+        self.adapter_downloads = self._adapter_downloads(names, args)
         proxy_config = api_proxy.proxy_config(api_port=API_PORT, metrics_port=METRICS_PORT)
         self.proxy_config_map = KubernetesObject(
             names.proxy_config, objects.proxy_config_map(names, labels, proxy_config), opts=in_ns
         )
         self.deployment = self._deployment(names, args, proxy_config)
+        self._services(names, args, in_ns)
+        self.register_outputs({"namespace": args.namespace, "deployment": name, "service": name})
+
+    def _services(self, names: EngineNames, args: AimEngineArgs, in_ns: pulumi.ResourceOptions) -> None:
+        """The API Service (the stack's service type), the metrics Service and, with several replicas, the PDB."""
+        name, labels = names.instance, self.labels
         service = objects.api_service(
             names,
             labels,
@@ -154,7 +166,6 @@ class AimEngine(pulumi.ComponentResource):
         self.metrics_service = KubernetesObject(f"{name}-metrics-service", metrics, opts=in_ns)
         budget = objects.disruption_budget(names, labels, args.replicas)
         self.disruption_budget = self._optional(f"{name}-pdb", budget, in_ns)
-        self.register_outputs({"namespace": args.namespace, "deployment": name, "service": name})
 
     @staticmethod
     def _optional(
@@ -173,14 +184,32 @@ class AimEngine(pulumi.ComponentResource):
             f"{name}-api-key-value", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
         ).result
 
-    def _download_args(self, names: EngineNames, args: AimEngineArgs) -> ModelDownloadArgs:
-        """The download Job's inputs: the engine's image, cache volume, service account and node (RWO affinity)."""
+    def _adapter_downloads(self, names: EngineNames, args: AimEngineArgs) -> list[ModelDownload]:
+        """Adapters land next to the model on the same volume, each by a Job of its own (a few MB to a few hundred),
+        with the model download's pod labels: its NetworkPolicy covers them."""
+        return [
+            ModelDownload(
+                f"{names.download}-lora-{adapter}",
+                replace(
+                    self._download_args(names, args, source.model, source.revision_or_none), instance=names.download
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for adapter, source in args.lora_modules.items()
+        ]
+
+    def _download_args(
+        self, names: EngineNames, args: AimEngineArgs, repo: str | None = None, revision: str | None = None
+    ) -> ModelDownloadArgs:
+        """The download Job's inputs: the engine's image, cache volume, service account and node (RWO affinity).
+        `repo` (and `revision`): a LoRA adapter's repository instead of the model."""
+        model_id, model_revision = (repo, revision) if repo else (args.model_id, args.model_revision)
         return ModelDownloadArgs(
             namespace=args.namespace,
             image=args.image,
-            model_id=args.model_id,
-            model_revision=args.model_revision,
-            model_dir=model_directory(args.model_id, args.model_revision),
+            model_id=model_id,
+            model_revision=model_revision,
+            model_dir=model_directory(model_id, model_revision),
             models_mount=MODELS_MOUNT,
             pvc_name=names.model_cache,
             service_account=names.workload,
@@ -220,6 +249,7 @@ class AimEngine(pulumi.ComponentResource):
             self.proxy_config_map,
             self.model_cache,
             self.model_download,
+            *self.adapter_downloads,
             self.service_account,
         ]
         rollout = f"{rollout_timeout_seconds(decision, args.replicas)}s"

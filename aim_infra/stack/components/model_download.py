@@ -34,6 +34,9 @@ class ModelDownloadArgs:
     affinity: dict[str, Any] | None = None
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    #: The pods' instance label (their NetworkPolicy selects on it); None = the component's name. A model's LoRA
+    #: adapters share the model's, so the one download policy covers their Jobs too.
+    instance: str | None = None
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -47,9 +50,10 @@ class ModelDownload(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelDownloadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aim:infra:ModelDownload", name, None, opts)
-        self.job_name = job_name(name, args.model_id, args.model_revision)
-        self.pod_selector = pod_selector(name)
-        labels = {**args.labels, **pod_labels(name, args.pvc_name)}
+        instance = args.instance or name
+        self.job_name = job_name(instance, args.model_id, args.model_revision)
+        self.pod_selector = pod_selector(instance)
+        labels = {**args.labels, **pod_labels(instance, args.pvc_name)}
         # The pod template waits for the image (the engine's, built and pushed by the stack or configured).
         template = pulumi.Output.from_input(args.image).apply(lambda image: self._pod_template(args, labels, image))
         self.job = KubernetesObject(
