@@ -383,6 +383,15 @@ def _cached_index_totals(model_id: str, revision: str | None) -> WeightTotals | 
     return WeightTotals(total_bytes=total) if total else None
 
 
+def _hub_target() -> tuple[str | None, str, bool]:
+    """(HF_ENDPOINT or None for the client's default, the endpoint as error lines show it, whether HF_HUB_OFFLINE
+    is set), read on every call: huggingface_hub freezes both variables at import."""
+    from huggingface_hub import constants
+
+    endpoint = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/")
+    return endpoint or None, endpoint or constants.ENDPOINT, hub_offline()
+
+
 def fetch_hub_profile(model_id: str, revision: str | None = None, *, local: bool = True) -> ModelProfile:
     """Profile of a Hub model through huggingface_hub: config.json (cached) plus the safetensors headers.
 
@@ -390,7 +399,7 @@ def fetch_hub_profile(model_id: str, revision: str | None = None, *, local: bool
     call (huggingface_hub freezes both at import). Offline, a cached config.json is enough: sizes are then estimated.
     """
     import httpx2
-    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -401,10 +410,7 @@ def fetch_hub_profile(model_id: str, revision: str | None = None, *, local: bool
         SafetensorsParsingError,
     )
 
-    endpoint_env = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/")
-    endpoint = endpoint_env or None
-    shown = endpoint_env or constants.ENDPOINT
-    offline = hub_offline()
+    endpoint, shown, offline = _hub_target()
     try:
         config_path = hf_hub_download(
             model_id, CONFIG_FILE, revision=revision, endpoint=endpoint, local_files_only=offline
@@ -445,17 +451,15 @@ def fetch_hub_profile(model_id: str, revision: str | None = None, *, local: bool
 def fetch_adapter_config(adapter_id: str, revision: str | None = None) -> tuple[Any, str]:
     """A LoRA adapter's adapter_config.json from the Hub (or the local Hub cache when HF_HUB_OFFLINE is set): the
     parsed JSON, unchecked (planning.lora reads it), and the commit it came from. Every failure is one line."""
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
-    endpoint_env = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/")
-    shown = endpoint_env or constants.ENDPOINT
-    offline = hub_offline()
+    endpoint, shown, offline = _hub_target()
     try:
         path = hf_hub_download(
             adapter_id,
             ADAPTER_CONFIG_FILE,
             revision=revision,
-            endpoint=endpoint_env or None,
+            endpoint=endpoint,
             local_files_only=offline,
         )
     except Exception as error:  # every failure of the client becomes one line naming the adapter and the fix
